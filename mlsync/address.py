@@ -1,0 +1,56 @@
+"""Resource addresses: how a user names a resource on the command line and how plans and state key it.
+
+    connector["embeddings-api"]
+    model_group["embeddings"]
+    model["embeddings"]["all-MiniLM-L6-v2"]["1.0.1"]     a registered version (group, model, label)
+    model["embeddings"]["embeddings-remote"]             a remote model (one version, updated in place)
+
+Names may hold spaces, colons and slashes, so every part is a JSON string literal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+KINDS = ("connector", "model_group", "model")
+_PART = re.compile(r'\[("(?:[^"\\]|\\.)*")\]')
+
+
+@dataclass(frozen=True, order=True)
+class Address:
+    kind: str
+    name: str                       # connector / group name; for a model: the model name
+    group: Optional[str] = None     # models only: the group's name
+    version: Optional[str] = None   # models only: the version label (None for a remote model)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown resource kind {self.kind!r} (allowed: {', '.join(KINDS)})")
+
+    def __str__(self) -> str:
+        parts = [self.group, self.name, self.version] if self.kind == "model" else [self.name]
+        return self.kind + "".join(f"[{json.dumps(p, ensure_ascii=False)}]" for p in parts if p is not None)
+
+    @classmethod
+    def parse(cls, text: str) -> "Address":
+        """Parse `kind["a"]["b"]...`; raises ValueError with what is allowed."""
+        kind, _, rest = text.partition("[")
+        rest = "[" + rest if rest else ""
+        parts, pos = [], 0
+        for m in _PART.finditer(rest):
+            if m.start() != pos:
+                break
+            parts.append(json.loads(m.group(1)))
+            pos = m.end()
+        ok = pos == len(rest) and kind in KINDS and (
+            (kind == "model" and len(parts) in (2, 3)) or (kind != "model" and len(parts) == 1))
+        if not ok:
+            raise ValueError(
+                f"not a resource address: {text!r} (allowed: connector[\"NAME\"], model_group[\"NAME\"], "
+                'model["GROUP"]["MODEL"]["VERSION"], model["GROUP"]["MODEL"])')
+        if kind == "model":
+            return cls("model", parts[1], group=parts[0], version=parts[2] if len(parts) == 3 else None)
+        return cls(kind, parts[0])

@@ -1,0 +1,95 @@
+"""What mlsync read from the cluster, as plain data, and the port the adapter implements.
+
+The adapter (`mlsync.adapter.Cluster`) is the only code that talks to OpenSearch; the executor and the
+CLI depend on the `ClusterPort` protocol below, so tests can plug in a fake (`tests/fakes.py`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Protocol
+
+
+@dataclass(frozen=True)
+class ObservedObject:
+    kind: str                      # "connector" | "model_group" | "model"
+    id: str                        # the server's id (search hit _id)
+    source: dict                   # the hit's _source as the server returned it (never credentials)
+    seq_no: Optional[int] = None
+    primary_term: Optional[int] = None
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the stored document changes; saved in plan files to refuse stale plans."""
+        if self.seq_no is not None and self.primary_term is not None:
+            return f"seq:{self.seq_no}:{self.primary_term}"
+        blob = json.dumps(self.source, sort_keys=True, separators=(",", ":"), default=str)
+        return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Observed:
+    connectors: dict[str, ObservedObject] = field(default_factory=dict)   # by id
+    groups: dict[str, ObservedObject] = field(default_factory=dict)       # by id
+    models: dict[str, ObservedObject] = field(default_factory=dict)       # by id; meta docs only, no chunks
+    cluster_version: Optional[str] = None
+    model_access_control: bool = False       # access fields on groups are only accepted when True
+    connector_access_control: bool = False   # likewise for connectors
+    requests: int = 0                        # HTTP requests the observation took
+
+    def fingerprints(self) -> dict[str, str]:
+        out = {}
+        for objs in (self.connectors, self.groups, self.models):
+            out.update({i: o.fingerprint for i, o in objs.items()})
+        return out
+
+
+@dataclass(frozen=True)
+class RegisterResult:
+    task_id: Optional[str]
+    model_id: Optional[str]        # set at once for remote models; URL models: from the task when COMPLETED
+
+
+@dataclass(frozen=True)
+class StateDocument:
+    body: dict
+    seq_no: int
+    primary_term: int
+
+
+class ClusterPort(Protocol):
+    """Everything mlsync asks of a cluster. Request bodies may contain `Secret` values; the adapter
+    reveals them only while serialising the request. Errors raise `mlsync.errors.ClusterError`."""
+
+    requests_made: int
+
+    # read
+    def observe(self) -> Observed: ...
+    def get_model(self, model_id: str) -> Optional[dict]: ...
+    def search_tasks(self, task_ids: list[str]) -> dict[str, dict]: ...          # task id -> task doc
+    def find_models(self, name: str, group_id: Optional[str]) -> dict[str, dict]: ...  # model meta docs by id
+
+    # connectors
+    def create_connector(self, body: dict) -> str: ...
+    def update_connector(self, connector_id: str, body: dict) -> None: ...
+    def delete_connector(self, connector_id: str) -> None: ...
+
+    # model groups
+    def create_group(self, body: dict) -> str: ...
+    def update_group(self, group_id: str, body: dict) -> None: ...
+    def delete_group(self, group_id: str) -> None: ...   # retries the transient 409 while chunk docs vanish
+
+    # models
+    def register_model(self, body: dict) -> RegisterResult: ...
+    def register_model_meta(self, body: dict) -> str: ...                        # -> model_id
+    def upload_chunk(self, model_id: str, chunk_number: int, data: bytes) -> None: ...
+    def update_model(self, model_id: str, body: dict) -> None: ...
+    def deploy_model(self, model_id: str) -> Optional[str]: ...                  # task id (local) or None (remote, synchronous)
+    def undeploy_model(self, model_id: str) -> None: ...
+    def delete_model(self, model_id: str) -> None: ...                           # a missing model is not an error
+
+    # the stack's state document (index mlsync-state)
+    def read_state(self, stack: str) -> Optional[StateDocument]: ...
+    def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int]) -> StateDocument: ...
