@@ -1,0 +1,409 @@
+"""The planner: a pure function of (desired state, observed cluster, stack state) to a Plan.
+
+No I/O, no clock, no randomness: the same inputs always give the same plan, which is what makes it
+testable table by table and what lets a saved plan be checked for staleness.
+
+Identity: the stack's state first (address -> server id), then the natural key (connector and group
+by name; a model version by group, model name and content hash; a remote model by group and name).
+A natural-key match of an object the state does not know is an adoption, never a duplicate
+registration; two candidates are an error that says how to choose (`mlsync import`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from deepdiff import DeepDiff
+
+from mlsync import normalize
+from mlsync.address import Address
+from mlsync.desired import DesiredResource, DesiredState
+from mlsync.errors import PlanError
+from mlsync.observed import Observed, ObservedObject
+from mlsync.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.secrets import MASK, fingerprint
+from mlsync.state import StackState
+
+ACCESS_KEYS = ("access_mode", "backend_roles")
+# Fields the server cannot clear (blank is ignored, merges keep old keys): leaving them out of the
+# file means "not managed", never a perpetual diff (docs/ml-commons-notes.md).
+MODEL_UNSET_IS_UNMANAGED = ("description", "is_enabled", "rate_limiter", "interface", "guardrails",
+                            "deploy_setting", "model_config")
+GROUP_UNSET_IS_UNMANAGED = ("description",)
+CONNECTOR_UNSET_IS_UNMANAGED = ("description", "client_config")
+_KIND_ORDER = {"connector": 0, "model_group": 1, "model": 2}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    destroy: bool = False       # plan the deletion of everything the stack manages
+
+
+@dataclass
+class _Ctx:
+    desired: DesiredState
+    observed: Observed
+    state: StackState
+    options: PlanOptions
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    claimed: set[str] = field(default_factory=set)       # observed ids already matched
+    ids: dict[str, str] = field(default_factory=dict)    # address str -> server id (matched)
+
+
+def plan(desired: DesiredState, observed: Observed, state: StackState, options: PlanOptions = PlanOptions()) -> Plan:
+    ctx = _Ctx(desired, observed, state, options)
+    managed_ids = {r.id for r in state.resources.values()}
+    ctx.claimed |= {i for i in managed_ids}
+    wanted = {} if options.destroy else desired.resources
+
+    changes: list[ResourceChange] = []
+    connector_changes = {str(r.address): _plan_connector(ctx, r) for r in _of_kind(wanted, "connector")}
+    group_changes = {str(r.address): _plan_group(ctx, r) for r in _of_kind(wanted, "model_group")}
+    model_changes = {str(r.address): _plan_model(ctx, r) for r in _of_kind(wanted, "model")}
+    model_changes = _redeploy_for_connector_updates(ctx, connector_changes, model_changes)
+    changes = [*connector_changes.values(), *group_changes.values(), *model_changes.values()]
+    changes += _plan_deletes(ctx, wanted)
+    _check_unmanaged_versions(ctx, wanted)
+
+    if ctx.errors:
+        raise PlanError(ctx.errors)
+    return Plan(stack=desired.stack, changes=tuple(changes), observed_fingerprints=_read_fingerprints(ctx, changes),
+                sources=desired.sources, cluster_version=observed.cluster_version, warnings=tuple(ctx.warnings))
+
+
+def _of_kind(resources: dict, kind: str) -> list[DesiredResource]:
+    return [r for r in resources.values() if r.address.kind == kind]
+
+
+def _read_fingerprints(ctx: _Ctx, changes: Iterable[ResourceChange]) -> dict[str, str]:
+    """Fingerprints of every object the plan depends on (all matched objects plus each group's
+    models), so `apply PLANFILE` can refuse a plan whose world moved."""
+    all_fps = ctx.observed.fingerprints()
+    ids = {c.server_id for c in changes if c.server_id}
+    return {i: all_fps[i] for i in sorted(ids) if i in all_fps}
+
+
+# --- identity ----------------------------------------------------------------------------------
+
+def _match(ctx: _Ctx, address: Address, pool: dict[str, ObservedObject], natural) -> tuple[Optional[ObservedObject], bool, Optional[str]]:
+    """-> (observed object, managed?, note). `natural(obj) -> bool` selects natural-key candidates."""
+    rs = ctx.state.resources.get(str(address))
+    if rs is not None:
+        obj = pool.get(rs.id)
+        if obj is not None:
+            return obj, True, None
+        return None, True, f"deleted outside mlsync (id {rs.id} no longer exists)"
+    candidates = [o for i, o in pool.items() if i not in ctx.claimed and natural(o)]
+    if len(candidates) > 1:
+        ids = ", ".join(sorted(o.id for o in candidates))
+        ctx.errors.append(f"{address}: {len(candidates)} unmanaged objects match it ({ids}); choose one with "
+                          f"`mlsync import '{address}' ID`")
+        return None, False, None
+    if candidates:
+        ctx.claimed.add(candidates[0].id)
+        return candidates[0], False, None
+    return None, False, None
+
+
+# --- field diffs -------------------------------------------------------------------------------
+
+def _path(parts: list) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (("." if out else "") + str(p))
+    return out
+
+
+def diff_forms(before: dict, after: dict, *, replace_fields: tuple[str, ...] = ()) -> tuple[FieldChange, ...]:
+    dd = DeepDiff(before, after, view="tree", verbose_level=2)
+    out = []
+    for items in dd.values():
+        for item in items:
+            parts = item.path(output_format="list")
+            b = None if type(item.t1).__name__ == "NotPresent" else item.t1
+            a = None if type(item.t2).__name__ == "NotPresent" else item.t2
+            out.append(FieldChange(_path(parts), b, a, forces_replace=bool(parts) and parts[0] in replace_fields))
+    return tuple(sorted(out, key=lambda f: f.path))
+
+
+def _comparable(observed_form: dict, desired_form: dict, unset_unmanaged: tuple[str, ...]) -> dict:
+    out = dict(observed_form)
+    for key in unset_unmanaged:
+        if key not in desired_form:
+            out.pop(key, None)
+    return out
+
+
+def _strip_access(form: dict) -> dict:
+    return {k: v for k, v in form.items() if k not in ACCESS_KEYS}
+
+
+def _access_check(ctx: _Ctx, r: DesiredResource, enabled: bool, what: str) -> dict:
+    """Access fields only mean something with access control on; otherwise the server refuses them."""
+    form = r.form
+    if enabled:
+        return form
+    asked = form.get("access_mode") not in (None, "public") or form.get("backend_roles")
+    if asked:
+        ctx.errors.append(f"{r.address}: access_mode/backend_roles need {what} access control, which this cluster "
+                          f"does not have (security plugin with plugins.ml_commons.{what}_access_control_enabled)")
+    return _strip_access(form)
+
+
+def _drift(ctx: _Ctx, address: Address, observed_cmp: dict) -> bool:
+    rs = ctx.state.resources.get(str(address))
+    return bool(rs and rs.applied_fingerprint and rs.applied_fingerprint != normalize.digest(observed_cmp))
+
+
+# --- connectors --------------------------------------------------------------------------------
+
+def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
+    after = _access_check(ctx, r, ctx.observed.connector_access_control, "connector")
+    cred_fp = fingerprint(r.credential, ctx.state.fingerprint_key) if r.credential else None
+    obj, managed, note = _match(ctx, r.address, ctx.observed.connectors, lambda o: o.source.get("name") == r.address.name)
+    if obj is None:
+        reason = note or "not on the cluster"
+        return ResourceChange(r.address, (Action.CREATE,), reason, after=after, drift=bool(note),
+                              depends_on=r.depends_on, credential_fingerprint=cred_fp)
+    ctx.ids[str(r.address)] = obj.id
+    before = normalize.connector_form(obj.source, access_control=ctx.observed.connector_access_control)
+    cmp = _comparable(before, after, CONNECTOR_UNSET_IS_UNMANAGED)
+    # Update Connector merges parameters key by key: a key removed from the file stays on the server.
+    extra = sorted(set((cmp.get("parameters") or {})) - set((after.get("parameters") or {})))
+    if extra:
+        ctx.warnings.append(f"{r.address}: parameters {', '.join(extra)} are on the server but not in the file; "
+                            "the server cannot remove a parameter in place (recreate the connector to drop them)")
+        cmp["parameters"] = {k: v for k, v in cmp["parameters"].items() if k not in extra} or None
+        cmp = {k: v for k, v in cmp.items() if v is not None}
+    fields = list(diff_forms(cmp, after))
+    rs = ctx.state.resources.get(str(r.address))
+    reasons = []
+    if managed and rs and rs.credential_fingerprint != cred_fp:
+        fields.append(FieldChange("credential", MASK, MASK, sensitive=True))
+        reasons.append("credential changed in the file")
+    if not managed:
+        # The server never returns credentials, so an adopted connector's cannot be checked; it is
+        # recorded as the file's and pushed at the next change of the file's credential.
+        ctx.warnings.append(f"{r.address}: adopted with a credential mlsync cannot read back; it is assumed to "
+                            "match the file (a later change of the credential in the file is pushed)")
+    actions = ([Action.ADOPT] if not managed else []) + ([Action.UPDATE] if fields else [])
+    if fields and any(not f.sensitive for f in fields):
+        reasons.insert(0, "fields differ: " + ", ".join(f.path for f in fields if not f.sensitive))
+    if not managed:
+        reasons.insert(0, "unmanaged connector with the same name")
+    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), "; ".join(reasons) or "up to date",
+                          server_id=obj.id, before=cmp, after=after, field_changes=tuple(fields),
+                          drift=managed and _drift(ctx, r.address, cmp), depends_on=r.depends_on,
+                          credential_fingerprint=cred_fp)
+
+
+# --- model groups ------------------------------------------------------------------------------
+
+def _plan_group(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
+    after = _access_check(ctx, r, ctx.observed.model_access_control, "model")
+    obj, managed, note = _match(ctx, r.address, ctx.observed.groups, lambda o: o.source.get("name") == r.address.name)
+    if obj is None:
+        return ResourceChange(r.address, (Action.CREATE,), note or "not on the cluster", after=after,
+                              drift=bool(note), depends_on=r.depends_on)
+    if r.implicit and not managed:
+        ctx.errors.append(
+            f"{r.address}: a model without model_group gets an implicit group named after it, but an unmanaged "
+            f"group {r.address.name!r} (id {obj.id}) already exists; declare it under model_groups and set "
+            f"model_group, or adopt it with `mlsync import '{r.address}' {obj.id}`")
+    ctx.ids[str(r.address)] = obj.id
+    before = normalize.group_form(obj.source, access_control=ctx.observed.model_access_control)
+    cmp = _comparable(before, after, GROUP_UNSET_IS_UNMANAGED)
+    fields = diff_forms(cmp, after)
+    actions = ([Action.ADOPT] if not managed else []) + ([Action.UPDATE] if fields else [])
+    reason = "; ".join(filter(None, [
+        "unmanaged group with the same name" if not managed else "",
+        ("fields differ: " + ", ".join(f.path for f in fields)) if fields else ""])) or "up to date"
+    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), reason, server_id=obj.id, before=cmp,
+                          after=after, field_changes=fields, drift=managed and _drift(ctx, r.address, cmp),
+                          depends_on=r.depends_on)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+def _connector_names(ctx: _Ctx) -> dict[str, str]:
+    """connector id -> the name a model's form uses: the stack's address first, else the server's name."""
+    names = {i: o.source.get("name") for i, o in ctx.observed.connectors.items()}
+    for addr, rs in ctx.state.resources.items():
+        if rs.kind == "connector":
+            names[rs.id] = Address.parse(addr).name
+    names.update({i: Address.parse(a).name for a, i in ctx.ids.items() if a.startswith("connector[")})
+    return names
+
+
+def observed_model_form(ctx_or_names, src: dict) -> dict:
+    names = ctx_or_names if isinstance(ctx_or_names, dict) else _connector_names(ctx_or_names)
+    cid = src.get("connector_id")
+    return normalize.model_form(src, connector_name=names.get(cid, cid) if cid else None)
+
+
+def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
+    after = r.form
+    group_id = ctx.ids.get(str(Address("model_group", r.address.group)))
+    want_hash = (r.artifact or {}).get("sha256")
+
+    def natural(o: ObservedObject) -> bool:
+        s = o.source
+        if group_id is None or s.get("model_group_id") != group_id or s.get("name") != r.address.name:
+            return False
+        if r.address.version is None:   # remote: one per (group, name)
+            return True
+        return bool(want_hash) and s.get("model_content_hash_value") == want_hash
+
+    obj, managed, note = _match(ctx, r.address, ctx.observed.models, natural)
+    fp = fingerprint(r.credential, ctx.state.fingerprint_key) if r.credential else None
+    if obj is None:
+        actions = (Action.REGISTER,) + ((Action.DEPLOY,) if r.deploy else ())
+        return ResourceChange(r.address, actions, note or "not registered yet", after=after, drift=bool(note),
+                              depends_on=r.depends_on, deploy=r.deploy, deployed=False, artifact=r.artifact,
+                              credential_fingerprint=fp)
+    ctx.ids[str(r.address)] = obj.id
+    src = obj.source
+    before_full = observed_model_form(ctx, src)
+    cmp = _comparable(before_full, after, MODEL_UNSET_IS_UNMANAGED)
+    if "is_enabled" in after and "is_enabled" not in cmp and after["is_enabled"] is True:
+        cmp["is_enabled"] = True   # an absent is_enabled on the server means enabled
+    fields = list(diff_forms(cmp, after, replace_fields=normalize.MODEL_REPLACE_FIELDS))
+    rs = ctx.state.resources.get(str(r.address))
+    if fp and managed and rs and rs.credential_fingerprint != fp:
+        fields.append(FieldChange("connector.credential", MASK, MASK, sensitive=True))
+    deployed = normalize.is_deployed(src)
+    function = after.get("function_name")
+    replace = any(f.forces_replace for f in fields)
+    if fields and not replace and function not in normalize.MODEL_UPDATE_FUNCTIONS:
+        replace = True   # Update Model answers 403 for other functions
+        fields = [FieldChange(f.path, f.before, f.after, f.sensitive, True) for f in fields]
+    if fields and not replace and _connector_kind_changed(cmp, after):
+        replace = True
+    reasons = []
+    if not managed:
+        reasons.append("unmanaged model matches by group, name" + (" and content hash" if r.address.version else ""))
+    actions: list[Action] = [Action.ADOPT] if not managed else []
+    if replace:
+        actions = [a for a in actions if a is not Action.ADOPT] + [Action.REPLACE] + ([Action.DEPLOY] if r.deploy else [])
+        if deployed:
+            actions.insert(0, Action.UNDEPLOY)
+        reasons.append("cannot update in place: " + ", ".join(f.path for f in fields if f.forces_replace)
+                       if any(f.forces_replace for f in fields) else "cannot update in place")
+    else:
+        if fields:
+            actions.append(Action.UPDATE)
+            reasons.append("fields differ: " + ", ".join(f.path for f in fields))
+        if r.deploy and not deployed:
+            actions.append(Action.DEPLOY)
+            reasons.append("not deployed" + (f" (state {src.get('model_state')})" if src.get("model_state") else ""))
+        elif not r.deploy and deployed:
+            actions.append(Action.UNDEPLOY)
+            reasons.append(f"deployed (state {src.get('model_state')}) but the file says deploy: false")
+    drift = managed and (_drift(ctx, r.address, cmp) or (rs is not None and bool(r.deploy) != deployed and not fields))
+    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), "; ".join(reasons) or "up to date",
+                          server_id=obj.id, server_version=src.get("model_version"), before=cmp, after=after,
+                          field_changes=tuple(fields), drift=drift, depends_on=r.depends_on, deploy=r.deploy,
+                          deployed=deployed, artifact=r.artifact, credential_fingerprint=fp)
+
+
+def _connector_kind_changed(before: dict, after: dict) -> bool:
+    """Standalone <-> inline connector cannot be switched by Update Model."""
+    b, a = before.get("connector"), after.get("connector")
+    return b is not None and a is not None and isinstance(b, str) != isinstance(a, str)
+
+
+def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceChange],
+                                    models: dict[str, ResourceChange]) -> dict[str, ResourceChange]:
+    """The server refuses to update a connector while a model using it is deployed: plan undeploy ->
+    update -> redeploy for each such model."""
+    by_model_id = {c.server_id: a for a, c in models.items() if c.server_id}
+    out = dict(models)
+    for caddr, cc in connectors.items():
+        if Action.UPDATE not in cc.actions or not cc.server_id:
+            continue
+        for mid, mobj in ctx.observed.models.items():
+            if mobj.source.get("connector_id") != cc.server_id or not normalize.is_deployed(mobj.source):
+                continue
+            maddr = by_model_id.get(mid)
+            if maddr is None:
+                ctx.errors.append(f"{caddr}: cannot update: model {mid} ({mobj.source.get('name')!r}), which this "
+                                  "stack does not manage, uses it and is deployed; the server refuses connector "
+                                  "updates while a model using it is deployed")
+                continue
+            mc = out[maddr]
+            if Action.UNDEPLOY in mc.actions or Action.REPLACE in mc.actions:
+                continue
+            acts = [Action.UNDEPLOY] + [a for a in mc.actions if a not in (Action.NOOP, Action.DEPLOY)]
+            if mc.deploy:
+                acts.append(Action.DEPLOY)
+            reason = f"{caddr} changes and the server refuses that while a model using it is deployed"
+            if mc.reason and mc.reason != "up to date":
+                reason = mc.reason + "; " + reason
+            out[maddr] = _replace(mc, actions=tuple(acts), reason=reason,
+                                  depends_on=tuple(dict.fromkeys((*mc.depends_on, caddr))))
+    return out
+
+
+def _replace(change: ResourceChange, **kw) -> ResourceChange:
+    from dataclasses import replace
+    return replace(change, **kw)
+
+
+# --- deletes -----------------------------------------------------------------------------------
+
+def _observed_pool(ctx: _Ctx, kind: str) -> dict[str, ObservedObject]:
+    return {"connector": ctx.observed.connectors, "model_group": ctx.observed.groups,
+            "model": ctx.observed.models}[kind]
+
+
+def _plan_deletes(ctx: _Ctx, wanted: dict) -> list[ResourceChange]:
+    wanted_keys = {str(a) for a in wanted}
+    out = []
+    for addr, rs in ctx.state.resources.items():
+        if addr in wanted_keys:
+            continue
+        address = Address.parse(addr)
+        desired = ctx.desired.resources.get(address)
+        if desired is not None and desired.prevent_destroy:
+            ctx.errors.append(f"{addr}: lifecycle.prevent_destroy is set, but this plan would delete it "
+                              "(remove prevent_destroy first if you mean it)")
+        obj = _observed_pool(ctx, address.kind).get(rs.id)
+        if obj is None:
+            out.append(ResourceChange(address, (Action.DELETE,), "already gone from the cluster; forget it",
+                                      server_id=rs.id, server_version=rs.server_version, drift=True))
+            continue
+        deployed = address.kind == "model" and normalize.is_deployed(obj.source)
+        actions = ((Action.UNDEPLOY,) if deployed else ()) + (Action.DELETE,)
+        reason = "destroy requested" if ctx.options.destroy else "no longer in the file"
+        before = (observed_model_form(ctx, obj.source) if address.kind == "model" else
+                  normalize.group_form(obj.source, access_control=ctx.observed.model_access_control)
+                  if address.kind == "model_group" else
+                  normalize.connector_form(obj.source, access_control=ctx.observed.connector_access_control))
+        out.append(ResourceChange(address, actions, reason, server_id=rs.id,
+                                  server_version=obj.source.get("model_version") or rs.server_version,
+                                  before=before, deployed=deployed))
+    # Deletes run last, dependents first: model versions, then groups, then connectors.
+    out.sort(key=lambda c: (-_KIND_ORDER[c.address.kind], str(c.address)))
+    for c in out:
+        if c.address.kind == "model_group" and c.server_id:
+            others = [o for o in ctx.observed.models.values() if o.source.get("model_group_id") == c.server_id
+                      and o.id not in {x.server_id for x in out}]
+            if others:
+                ctx.errors.append(f"{c.address}: cannot delete: it holds {len(others)} model version(s) this stack "
+                                  f"does not manage ({', '.join(sorted(o.id for o in others))})")
+    return out
+
+
+def _check_unmanaged_versions(ctx: _Ctx, wanted: dict) -> None:
+    """Report versions inside a managed group that this stack does not manage (drift, never touched)."""
+    group_ids = {i: a for a, i in ctx.ids.items() if a.startswith("model_group[")}
+    matched = set(ctx.ids.values()) | ctx.claimed
+    by_group: dict[str, list[str]] = {}
+    for mid, o in ctx.observed.models.items():
+        gid = o.source.get("model_group_id")
+        if gid in group_ids and mid not in matched:
+            by_group.setdefault(group_ids[gid], []).append(f"{mid} (version {o.source.get('model_version')})")
+    for gaddr, items in sorted(by_group.items()):
+        ctx.warnings.append(f"{gaddr}: holds {len(items)} model version(s) mlsync does not manage: {', '.join(sorted(items))}")
