@@ -39,6 +39,12 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", hashlib.sha256(self._value.encode()).hexdigest()))
 
+    def __copy__(self) -> "Secret":
+        return self  # immutable
+
+    def __deepcopy__(self, memo) -> "Secret":
+        return self
+
     def __reduce__(self):  # never pickle a secret into a plan file or a cache by accident
         raise TypeError("a Secret cannot be pickled")
 
