@@ -1,6 +1,7 @@
 """Reusable test helpers: unique names, task polling, model zips and a loopback HTTP server.
 
-Imported by ``tests/conftest.py`` and by any test module (``from tests.helpers import ...``).
+Imported by ``tests/conftest.py`` and by any test module as ``from helpers import ...``
+(``tests/conftest.py`` puts ``tests/`` on ``sys.path``).
 Nothing here imports ``mlsync``: these helpers describe the outside world (the cluster, model
 artifacts, a remote inference endpoint), so they can test the adapter without depending on it.
 """
@@ -69,14 +70,11 @@ def wait_for_task(client: Any, task_id: str, *, timeout: float = 60.0, interval:
     mean "still going". The caller asserts on ``state`` (a FAILED task is returned, not raised, so
     tests can assert on its ``error``).
     """
-    return wait_until(
-        lambda: (lambda t: t if t.get("state") in TERMINAL_TASK_STATES else None)(
-            client.plugins.ml.get_task(task_id=task_id)
-        ),
-        timeout=timeout,
-        interval=interval,
-        message=f"ML task {task_id} to finish",
-    )
+    def finished() -> dict | None:
+        task = client.plugins.ml.get_task(task_id=task_id)
+        return task if task.get("state") in TERMINAL_TASK_STATES else None
+
+    return wait_until(finished, timeout=timeout, interval=interval, message=f"ML task {task_id} to finish")
 
 
 def wait_for_model_state(
@@ -85,14 +83,13 @@ def wait_for_model_state(
 ) -> dict:
     """Poll ``GET /_plugins/_ml/models/<id>`` until ``model_state`` is one of ``states``."""
     wanted = {states} if isinstance(states, str) else set(states)
-    return wait_until(
-        lambda: (lambda m: m if m.get("model_state") in wanted else None)(
-            client.plugins.ml.get_model(model_id=model_id)
-        ),
-        timeout=timeout,
-        interval=interval,
-        message=f"model {model_id} to reach {sorted(wanted)}",
-    )
+
+    def reached() -> dict | None:
+        model = client.plugins.ml.get_model(model_id=model_id)
+        return model if model.get("model_state") in wanted else None
+
+    return wait_until(reached, timeout=timeout, interval=interval,
+                      message=f"model {model_id} to reach {sorted(wanted)}")
 
 
 # --------------------------------------------------------------------------- model zips
@@ -203,8 +200,10 @@ class ArtifactServer:
 
     - ``GET /models/<file>.zip`` serves zips made by :meth:`make_model_zip`.
     - ``POST /v1/<anything>`` is a stub remote-inference endpoint: it answers with an OpenAI-style
-      embedding response (or ``self.responder(request)`` if set) and records the request. Give each
-      test its own path (``/v1/<unique>/embeddings``) and read back with :meth:`requests_for`.
+      embedding response and records the request. Give each test its own path
+      (``/v1/<unique>/embeddings``) and read back with :meth:`requests_for`. :meth:`respond` sets a
+      canned ``(status, payload)`` for one path; ``responder`` (a callable taking the request and
+      returning ``(status, payload)``) overrides every path.
 
     Every request is recorded in :attr:`requests`.
     """
@@ -214,6 +213,7 @@ class ArtifactServer:
     port: int = 0
     requests: list[RecordedRequest] = field(default_factory=list)
     responder: Callable[[RecordedRequest], tuple[int, Any]] | None = None
+    routes: dict[str, tuple[int, Any]] = field(default_factory=dict)
     _httpd: http.server.ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -261,6 +261,8 @@ class ArtifactServer:
                     return
                 if server.responder is not None:
                     status, payload = server.responder(rec)
+                elif rec.path in server.routes:
+                    status, payload = server.routes[rec.path]
                 else:
                     try:
                         req_json = rec.json()
@@ -305,6 +307,10 @@ class ArtifactServer:
         data = build_model_zip_bytes(kind, seed, payload_size)
         return self.add_file(f"{kind}-{seed}-{payload_size}.zip", data)
 
+    def respond(self, path: str, status: int, payload: Any) -> None:
+        """Answer ``POST <path>`` with ``status`` and JSON ``payload`` from now on."""
+        self.routes[path] = (status, payload)
+
     def requests_for(self, path: str, method: str | None = None) -> list[RecordedRequest]:
         with self._lock:
             return [r for r in self.requests if r.path == path and (method is None or r.method == method)]
@@ -319,6 +325,60 @@ def stop_artifact_server(server: ArtifactServer, remove_root: bool = True) -> No
     server.stop()
     if remove_root:
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- request bodies and errors
+
+#: Model search filter that keeps model meta documents and drops the ``<model_id>_<n>`` chunk docs.
+NOT_A_CHUNK = {"bool": {"must_not": [{"exists": {"field": "chunk_number"}}]}}
+
+
+def error_info(exc: Any) -> tuple[int, str, str]:
+    """``(status, type, reason)`` of an opensearch-py ``TransportError``.
+
+    OpenSearch errors look like ``{"error": {"type": ..., "reason": ...}, "status": n}``; a few
+    (406 from core) carry ``"error"`` as a plain string, which is returned as the reason.
+    """
+    status = getattr(exc, "status_code", None)
+    info = getattr(exc, "info", None)
+    if isinstance(info, dict):
+        err = info.get("error")
+        if isinstance(err, dict):
+            return status, str(err.get("type", "")), str(err.get("reason", ""))
+        if isinstance(err, str):
+            return status, "", err
+    return status, "", str(info)
+
+
+def text_embedding_config(dimension: int = 4, **extra: Any) -> dict:
+    """A minimal valid ``model_config`` for a TEXT_EMBEDDING model."""
+    return {"model_type": "bert", "embedding_dimension": dimension, "framework_type": "sentence_transformers", **extra}
+
+
+def url_model_body(name: str, artifact: ModelZip, kind: str = "torch", group_id: str | None = None, **fields: Any) -> dict:
+    """A register-from-URL body for ``artifact`` (a :class:`ModelZip`); ``fields`` override/add keys."""
+    body: dict[str, Any] = {
+        "name": name,
+        "version": "1.0.0",
+        "model_format": model_format_for(kind),
+        "model_content_hash_value": artifact.sha256,
+        "url": artifact.url,
+        "model_config": text_embedding_config(),
+    }
+    if group_id is not None:
+        body["model_group_id"] = group_id
+    body.update(fields)
+    return body
+
+
+def register_url_model(client: Any, janitor: "Janitor", body: dict, *, timeout: float = 60.0) -> dict:
+    """Register a URL model, wait for its task, record task and model with ``janitor``; return the task."""
+    resp = client.plugins.ml.register_model(body=body)
+    janitor.task(resp["task_id"])
+    task = wait_for_task(client, resp["task_id"], timeout=timeout)
+    if task.get("model_id"):
+        janitor.model(task["model_id"])
+    return task
 
 
 # --------------------------------------------------------------------------- connectors
@@ -417,12 +477,22 @@ class Janitor:
         for mid in reversed(self.models):
             attempt(f"undeploy model {mid}", lambda mid=mid: ml.undeploy_model(model_id=mid))
         for mid in reversed(self.models):
-            # 400 while a deploy is still settling; 409 never expected but harmless to retry
-            attempt(f"delete model {mid}", lambda mid=mid: ml.delete_model(model_id=mid), retry_on=(400, 409))
+            # 400: a deploy is still settling; 500: the model was just deleted and its chunk
+            # documents are not refreshed away yet ("Model is not all cleaned up"), then it is a 404.
+            attempt(f"delete model {mid}", lambda mid=mid: ml.delete_model(model_id=mid), retry_on=(400, 409, 500))
         for gid in reversed(self.groups):
             attempt(f"delete group {gid}", lambda gid=gid: ml.delete_model_group(model_group_id=gid), retry_on=(409,))
         for cid in reversed(self.connectors):
             attempt(f"delete connector {cid}", lambda cid=cid: ml.delete_connector(connector_id=cid), retry_on=(409,))
+        if self.models:
+            # Tasks whose id the API never returned (e.g. the deploy behind ``?deploy=true``).
+            try:
+                hits = ml.search_tasks(
+                    body={"size": 1000, "_source": False, "query": {"terms": {"model_id": self.models}}}
+                )["hits"]["hits"]
+                self.tasks.extend(h["_id"] for h in hits if h["_id"] not in self.tasks)
+            except TransportError as exc:
+                errors.append(f"search tasks of models: {exc.status_code}")
         for tid in reversed(self.tasks):
             attempt(f"delete task {tid}", lambda tid=tid: ml.delete_task(task_id=tid), retry_on=(500,))
         self.models.clear()
