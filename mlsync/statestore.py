@@ -1,0 +1,398 @@
+"""Where a stack's state lives, with optimistic concurrency and a lease lock (SPEC §5).
+
+Two backends implement `StateStore`:
+
+- `ClusterStateStore(cluster)`: one document per stack in the cluster's `mlsync-state` index, written
+  with `if_seq_no`/`if_primary_term` (through `ClusterPort.read_state` / `write_state`).
+- `FileStateStore(path)`: a local JSON file (`--state-file`) holding every stack's state, replaced
+  atomically (temp file + rename); writers are serialised by `fcntl.flock` on a sidecar `<path>.lock`
+  and refused when the stack's `serial` moved since they read it.
+
+Every successful `save` increments `StackState.serial` (in the object passed in too). A `save` of a
+state that someone else wrote after it was read raises `StateConflict`.
+
+The lock is a lease stored in the state document itself (`StackState.lock`: holder, host, start,
+expiry, id). `lock()` refuses with `LockHeld` while another unexpired lease exists and takes over an
+expired one; the holder renews it (`renew`) and releases it (`unlock`). Because the lease is part of
+the document, a holder whose lease was taken over finds out at its next save (`StateConflict`).
+
+The `state_*` functions at the bottom back `mlsync state list | show | rm`; they return data or text
+and never print.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import difflib
+import json
+import os
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Protocol, Union
+
+from mlsync.address import Address
+from mlsync.errors import ClusterError, LockHeld, MlsyncError, StateConflict
+from mlsync.state import STATE_FORMAT, Lock, ResourceState, StackState
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlsync.observed import ClusterPort
+
+FILE_FORMAT = 1
+DEFAULT_LOCK_TTL = 300.0
+
+
+class StateStore(Protocol):
+    def load(self, stack: str) -> Optional[StackState]: ...
+    def save(self, state: StackState) -> StackState: ...
+    def lock(self, stack: str, holder: str, ttl_seconds: float = DEFAULT_LOCK_TTL, *,
+             host: Optional[str] = None, on_takeover: Optional[Callable[[Lock], None]] = None) -> StackState: ...
+    def renew(self, state: StackState, ttl_seconds: float = DEFAULT_LOCK_TTL) -> StackState: ...
+    def unlock(self, stack: str, lock_id: Optional[str] = None, force: bool = False) -> Optional[Lock]: ...
+
+
+class LockStillValid(LockHeld):
+    """`unlock` without `--force` of a lease that has not expired yet."""
+
+    def __init__(self, stack: str, lock: Lock):
+        MlsyncError.__init__(
+            self, f"stack {stack!r} is locked by {lock.holder} on {lock.host} since {iso_time(lock.started)} and "
+                  f"the lease is valid until {iso_time(lock.expires)}; if that apply is dead, use "
+                  f"`mlsync unlock --force`")
+        self.lock = lock
+
+
+def iso_time(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(epoch, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _lock_held(stack: str, lock: Lock) -> LockHeld:
+    err = LockHeld(stack, lock.holder, lock.host, iso_time(lock.started), iso_time(lock.expires))
+    err.lock = lock  # type: ignore[attr-defined]
+    return err
+
+
+def _check_format(body: dict, where: str) -> None:
+    fmt = body.get("format", STATE_FORMAT)
+    if not isinstance(fmt, int) or fmt > STATE_FORMAT:
+        raise MlsyncError(f"{where}: state format {fmt!r} was written by a newer mlsync (this one reads "
+                          f"format {STATE_FORMAT}); upgrade mlsync")
+
+
+class _LeaseMixin:
+    """Lease locking on top of load/save; shared by both backends."""
+
+    clock: Callable[[], float]
+
+    def load(self, stack: str) -> Optional[StackState]:  # pragma: no cover - implemented by backends
+        raise NotImplementedError
+
+    def save(self, state: StackState) -> StackState:  # pragma: no cover
+        raise NotImplementedError
+
+    def lock(self, stack: str, holder: str, ttl_seconds: float = DEFAULT_LOCK_TTL, *,
+             host: Optional[str] = None, on_takeover: Optional[Callable[[Lock], None]] = None) -> StackState:
+        """Take the stack's lease; returns the state (created empty if the stack has none yet).
+
+        Raises `LockHeld` (naming holder, host and since when) while another unexpired lease exists.
+        An expired lease is taken over; `on_takeover(old_lock)` is then called after the save.
+        """
+        if ttl_seconds <= 0:
+            raise ValueError("ttl_seconds must be positive")
+        for _ in range(5):
+            state = self.load(stack) or StackState(stack=stack)
+            now = self.clock()
+            previous = state.lock
+            if previous is not None and previous.expires > now:
+                raise _lock_held(stack, previous)
+            state.lock = Lock(holder=holder, host=host or socket.gethostname(), started=now,
+                              expires=now + ttl_seconds, lock_id=uuid.uuid4().hex)
+            try:
+                self.save(state)
+            except StateConflict:
+                continue  # someone wrote in between: look again (they may have taken the lock)
+            if previous is not None and on_takeover is not None:
+                on_takeover(previous)
+            return state
+        raise StateConflict(f"could not lock stack {stack!r}: its state kept changing while trying")
+
+    def renew(self, state: StackState, ttl_seconds: float = DEFAULT_LOCK_TTL) -> StackState:
+        """Extend the lease held in `state` and save it. `StateConflict` means the lease was lost."""
+        if state.lock is None:
+            raise MlsyncError(f"stack {state.stack!r}: cannot renew a lock that is not held")
+        state.lock.expires = self.clock() + ttl_seconds
+        return self.save(state)
+
+    def unlock(self, stack: str, lock_id: Optional[str] = None, force: bool = False) -> Optional[Lock]:
+        """Release the stack's lease; returns the lock released (None when there was none).
+
+        - `lock_id` given: release only that lease; another holder's lease raises `LockHeld`.
+        - no `lock_id`, no `force`: release only an expired (stale) lease, else `LockStillValid`.
+        - `force`: release whatever lease there is.
+        """
+        for _ in range(5):
+            state = self.load(stack)
+            if state is None or state.lock is None:
+                return None
+            current = state.lock
+            if not force:
+                if lock_id is not None and current.lock_id != lock_id:
+                    raise _lock_held(stack, current)
+                if lock_id is None and current.expires > self.clock():
+                    raise LockStillValid(stack, current)
+            state.lock = None
+            try:
+                self.save(state)
+            except StateConflict:
+                continue
+            return current
+        raise StateConflict(f"could not unlock stack {stack!r}: its state kept changing while trying")
+
+
+class ClusterStateStore(_LeaseMixin):
+    """State in the cluster (`mlsync-state` index), one document per stack, optimistic concurrency
+    via the document's (seq_no, primary_term) as last read or written by this store."""
+
+    def __init__(self, cluster: "ClusterPort", *, clock: Callable[[], float] = time.time) -> None:
+        self.cluster = cluster
+        self.clock = clock
+        self._versions: dict[str, tuple[Optional[int], Optional[int]]] = {}
+        self._mutex = threading.RLock()
+
+    def load(self, stack: str) -> Optional[StackState]:
+        with self._mutex:
+            doc = self.cluster.read_state(stack)
+            if doc is None:
+                self._versions[stack] = (None, None)
+                return None
+            _check_format(doc.body, f"state of stack {stack!r}")
+            self._versions[stack] = (doc.seq_no, doc.primary_term)
+            return StackState.from_json(doc.body)
+
+    def save(self, state: StackState) -> StackState:
+        stack = state.stack
+        with self._mutex:
+            if stack not in self._versions:  # never read through this store: check the serial first
+                doc = self.cluster.read_state(stack)
+                current = doc.body.get("serial", 0) if doc is not None else 0
+                if current != state.serial:
+                    raise StateConflict(
+                        f"the state of stack {stack!r} is at serial {current}, not {state.serial}: someone else "
+                        f"wrote it since it was read; re-run the command")
+                self._versions[stack] = (doc.seq_no, doc.primary_term) if doc is not None else (None, None)
+            seq_no, primary_term = self._versions[stack]
+            body = state.to_json()
+            body["serial"] = state.serial + 1
+            try:
+                doc = self.cluster.write_state(stack, body, seq_no, primary_term)
+            except StateConflict as err:
+                self._versions.pop(stack, None)
+                raise StateConflict(
+                    f"the state of stack {stack!r} was changed by someone else since it was read "
+                    f"(serial {state.serial}); re-run the command") from err
+            except ClusterError as err:
+                if err.status == 409:
+                    self._versions.pop(stack, None)
+                    raise StateConflict(
+                        f"the state of stack {stack!r} was changed by someone else since it was read "
+                        f"(serial {state.serial}); re-run the command") from err
+                if not err.ambiguous:
+                    raise
+                # no answer / 5xx: the write may have landed; if the stored document is ours, it did
+                self._versions.pop(stack, None)
+                stored = self.cluster.read_state(stack)
+                if stored is None or stored.body != body:
+                    raise
+                doc = stored
+            state.serial += 1
+            self._versions[stack] = (doc.seq_no, doc.primary_term)
+            return state
+
+
+class FileStateStore(_LeaseMixin):
+    """State in a local JSON file: `{"mlsync_state_file": 1, "stacks": {stack: state}}`.
+
+    Writes go to a temp file in the same directory, are fsynced and renamed over the file, so a
+    reader never sees half a file. Writers hold an exclusive `flock` on `<path>.lock` while they
+    re-read, compare the stack's serial with the one they loaded, and replace the file.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.clock = clock
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        try:
+            import fcntl
+        except ImportError as err:  # pragma: no cover - Windows
+            raise MlsyncError("--state-file needs fcntl (a POSIX system); use the cluster state instead") from err
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    def _read_all(self) -> dict:
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {"mlsync_state_file": FILE_FORMAT, "stacks": {}}
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise MlsyncError(f"{self.path}: not a valid mlsync state file: {err}") from err
+        if not isinstance(data, dict) or not isinstance(data.get("stacks"), dict):
+            raise MlsyncError(f"{self.path}: not an mlsync state file (no \"stacks\" mapping)")
+        if data.get("mlsync_state_file", FILE_FORMAT) > FILE_FORMAT:
+            raise MlsyncError(f"{self.path}: written by a newer mlsync (file format "
+                              f"{data.get('mlsync_state_file')}); upgrade mlsync")
+        return data
+
+    def _write_all(self, data: dict) -> None:
+        fd, tmp = tempfile.mkstemp(dir=str(self.path.parent), prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(data, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):  # make the rename durable (best effort)
+            dir_fd = os.open(str(self.path.parent), os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def stacks(self) -> list[str]:
+        return sorted(self._read_all()["stacks"])
+
+    def load(self, stack: str) -> Optional[StackState]:
+        body = self._read_all()["stacks"].get(stack)
+        if body is None:
+            return None
+        _check_format(body, f"{self.path}: stack {stack!r}")
+        return StackState.from_json(body)
+
+    def save(self, state: StackState) -> StackState:
+        with self._exclusive():
+            data = self._read_all()
+            current = data["stacks"].get(state.stack)
+            current_serial = current.get("serial", 0) if current is not None else 0
+            if current_serial != state.serial:
+                raise StateConflict(
+                    f"{self.path}: the state of stack {state.stack!r} is at serial {current_serial}, not "
+                    f"{state.serial}: someone else wrote it since it was read; re-run the command")
+            body = state.to_json()
+            body["serial"] = state.serial + 1
+            data["stacks"][state.stack] = body
+            data["mlsync_state_file"] = FILE_FORMAT
+            self._write_all(data)
+            state.serial += 1
+            return state
+
+
+# --------------------------------------------------------------------------- `mlsync state ...`
+
+
+def canonical_address(text: str) -> str:
+    """`model[ "g" ]...` spelled any valid way -> the canonical address string; MlsyncError if invalid."""
+    try:
+        return str(Address.parse(text.strip()))
+    except ValueError as err:
+        raise MlsyncError(str(err)) from err
+
+
+def _unknown(stack: str, address: str, known: list[str]) -> MlsyncError:
+    close = difflib.get_close_matches(address, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return MlsyncError(f"stack {stack!r} does not manage {address}{hint}")
+
+
+def state_list(store: StateStore, stack: str) -> list[ResourceState]:
+    """The resources the stack manages, sorted by address (empty when the stack has no state)."""
+    state = store.load(stack)
+    if state is None:
+        return []
+    return [state.resources[a] for a in sorted(state.resources)]
+
+
+def state_list_text(store: StateStore, stack: str) -> str:
+    state = store.load(stack)
+    if state is None or (not state.resources and not state.journal and state.lock is None):
+        return f"stack {stack!r} has no state"
+    lines = []
+    for address in sorted(state.resources):
+        r = state.resources[address]
+        version = f"  version {r.server_version}" if r.server_version else ""
+        lines.append(f"{address}  {r.id}{version}")
+    if state.journal:
+        lines.append(f"{len(state.journal)} interrupted operation(s) in the journal "
+                     f"(the next apply resolves them):")
+        for j in state.journal:
+            ids = ", ".join(f"{k} {v}" for k, v in (("task", j.task_id), ("id", j.object_id)) if v)
+            lines.append(f"  {j.address}: {j.operation} ({j.status}{', ' + ids if ids else ''})")
+    if state.lock is not None:
+        lines.append(f"locked by {state.lock.holder} on {state.lock.host} since {iso_time(state.lock.started)}, "
+                     f"lease until {iso_time(state.lock.expires)}")
+    return "\n".join(lines)
+
+
+def state_show(store: StateStore, stack: str, address: str) -> dict:
+    """Everything the state holds about one address: the ResourceState fields plus its journal entries."""
+    address = canonical_address(address)
+    state = store.load(stack)
+    resources = state.resources if state is not None else {}
+    journal = [asdict(j) for j in (state.journal if state is not None else []) if j.address == address]
+    if address not in resources:
+        if journal:
+            return {"address": address, "managed": False, "journal": journal}
+        raise _unknown(stack, address, sorted(resources))
+    return {**asdict(resources[address]), "managed": True, "journal": journal}
+
+
+def state_show_text(store: StateStore, stack: str, address: str) -> str:
+    data = state_show(store, stack, address)
+    lines = []
+    for key in ("address", "kind", "id", "server_version", "applied_fingerprint", "credential_fingerprint"):
+        if key in data:
+            lines.append(f"{key}: {data[key] if data[key] is not None else '-'}")
+    if not data.get("managed"):
+        lines.append("managed: no (only an interrupted operation is recorded)")
+    for j in data["journal"]:
+        lines.append(f"in flight: {j['operation']} ({j['status']}) since {iso_time(j['started'])}"
+                     + (f", task {j['task_id']}" if j.get("task_id") else "")
+                     + (f", id {j['object_id']}" if j.get("object_id") else ""))
+    return "\n".join(lines)
+
+
+def state_rm(store: StateStore, stack: str, addresses: list[str], *, holder: str = "mlsync state rm",
+             ttl_seconds: float = 60.0) -> list[ResourceState]:
+    """Stop managing `addresses` (the server objects are left alone). All or nothing: an unknown address
+    raises before anything is removed. Takes the stack's lock for the edit. Returns what was removed."""
+    wanted = [canonical_address(a) for a in addresses]
+    state = store.lock(stack, holder, ttl_seconds)
+    lock_id = state.lock.lock_id if state.lock else None
+    try:
+        for address in wanted:
+            if address not in state.resources:
+                raise _unknown(stack, address, sorted(state.resources))
+        removed = [state.resources.pop(a) for a in dict.fromkeys(wanted)]
+        state.journal = [j for j in state.journal if j.address not in wanted]
+        store.save(state)
+        return removed
+    finally:
+        store.unlock(stack, lock_id=lock_id)
