@@ -1,0 +1,88 @@
+"""The desired-state file: load, validate, and locate.
+
+    from mlsync.config import load
+    cfg = load(["base.yaml", "prod.yaml"])      # raises mlsync.errors.ConfigError with every problem
+    cfg.stack                                     # StackFile (typed view; see mlsync.config.model)
+    cfg.sources                                   # absolute paths of the files read, in merge order
+    cfg.locate(("models", 0, "name"))             # (file, line, col) where that was written
+
+Nothing here contacts a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Mapping, Optional
+
+from mlsync.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from mlsync.config.loader import SourceMap
+    from mlsync.config.model import StackFile
+
+__all__ = ["LoadedConfig", "load", "validate_tree"]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    stack: "StackFile"
+    sources: list[str]
+    source_map: "SourceMap"
+
+    def locate(self, path: tuple) -> tuple[str, int, int]:
+        """Where `path` was written: (file as given on the command line, line, column), 1-based.
+
+        A mapping entry points at its key, a list item at the item; a path that is not in the files
+        (a default) points at its nearest written ancestor.
+        """
+        return self.source_map.locate(tuple(path))
+
+    def __repr__(self) -> str:
+        return f"LoadedConfig(stack={self.stack.stack!r}, sources={self.sources!r})"
+
+
+def validate_tree(tree: object, source_map: "SourceMap") -> tuple[Optional["StackFile"], list[Problem]]:
+    """Typed-model and semantic validation of a merged tree; returns the StackFile (if valid) and problems."""
+    from pydantic import ValidationError
+
+    from mlsync.config import diagnostics, semantic
+    from mlsync.config.model import StackFile
+
+    problems: list[Problem] = []
+    stack = None
+    try:
+        stack = StackFile.model_validate(tree, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        problems.extend(diagnostics.pydantic_problems(
+            exc, tree, lambda path: source_map.locate(path)))
+    problems.extend(semantic.check(tree, source_map.locate, source_map.has))
+    return (stack if not problems else None), problems
+
+
+def load(paths: list[str], env: Optional[Mapping[str, str]] = None) -> LoadedConfig:
+    """Load, merge (in order), interpolate and validate desired-state files.
+
+    `paths` are files or directories (a directory means its *.yaml/*.yml files in name order).
+    `env` replaces `os.environ` for `${env:…}` (tests). Raises ConfigError with all problems.
+    """
+    from mlsync.config.loader import load_tree
+
+    result = load_tree(list(paths), env=env)
+    problems = list(result.problems)
+    stack = None
+    if not result.fatal:
+        stack, more = validate_tree(result.tree, result.source_map)
+        problems.extend(more)
+    if problems:
+        raise ConfigError(_dedupe(problems))
+    return LoadedConfig(stack=stack, sources=[f.absolute for f in result.files], source_map=result.source_map)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen = set()
+    out = []
+    for p in problems:
+        if p not in seen:
+            seen.add(p)
+            out.append(p)
+    return out

@@ -1,0 +1,634 @@
+"""Reading desired-state files: YAML with positions, overlays, interpolation.
+
+The result is a plain tree (dicts, lists, str/int/float/bool/None) for the typed model, plus a
+`SourceMap` that tells, for every path tuple such as ('models', 0, 'model_config',
+'embedding_dimension'), the file, line and column where it was written (for a mapping entry: its
+key; for a list item: the item).
+
+Steps, per file: size check, UTF-8 decode, compose with ruamel.yaml (nodes keep their marks),
+check the node graph (alias expansion bound, nesting depth), build a located tree (duplicate keys,
+merge keys `<<`, scalar resolution under the YAML 1.2 core schema, `${env:…}`/`${file:…}`
+interpolation of string values). Then the files' trees merge in order (overlays) and the merged
+tree is emitted with its source map. Every problem is collected; nothing stops at the first one,
+except that a file that is not YAML at all contributes nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Union
+
+from mlsync.errors import Problem
+
+Path = tuple  # a path tuple: str keys and int list indices
+Pos = tuple  # (display file name, 1-based line, 1-based column)
+
+MAX_FILE_BYTES = 10 * 1024 * 1024
+#: Aliases may add at most this many nodes to a document ("billion laughs" protection).
+MAX_ALIAS_EXPANSION = 100_000
+MAX_DEPTH = 64
+
+_TAG = "tag:yaml.org,2002:"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+# --- located tree ------------------------------------------------------------------------------
+
+class LMap:
+    __slots__ = ("entries", "pos")
+
+    def __init__(self, entries: dict, pos: Pos):
+        self.entries = entries  # key -> (key pos, node)
+        self.pos = pos
+
+
+class LSeq:
+    __slots__ = ("items", "pos")
+
+    def __init__(self, items: list, pos: Pos):
+        self.items = items
+        self.pos = pos
+
+
+class LScalar:
+    __slots__ = ("value", "pos", "text")
+
+    def __init__(self, value: Any, pos: Pos, text: Optional[str] = None):
+        self.value = value
+        self.pos = pos
+        self.text = text  # source text of a number (so a version label `1.10` stays "1.10")
+
+
+LNode = Union[LMap, LSeq, LScalar]
+
+
+class SourceMap:
+    """Where each path of the merged tree was written."""
+
+    def __init__(self) -> None:
+        self.keys: dict[Path, Pos] = {}
+        self.values: dict[Path, Pos] = {}
+
+    def locate(self, path: Path) -> Pos:
+        """The key of a mapping entry, else the value; for a path not in the file, its nearest ancestor."""
+        path = tuple(path)
+        while True:
+            pos = self.keys.get(path) or self.values.get(path)
+            if pos is not None or not path:
+                return pos or ("<input>", 1, 1)
+            path = path[:-1]
+
+    def locate_value(self, path: Path) -> Pos:
+        path = tuple(path)
+        return self.values.get(path) or self.locate(path)
+
+    def has(self, path: Path) -> bool:
+        return tuple(path) in self.values
+
+
+@dataclass
+class ParsedFile:
+    display: str
+    absolute: str
+    root: Optional[LMap]
+
+
+@dataclass
+class LoadResult:
+    tree: Optional[dict]
+    source_map: SourceMap
+    files: list[ParsedFile] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    fatal: bool = False  # some file could not be read as YAML: the tree is incomplete or absent
+
+
+# --- reading files -----------------------------------------------------------------------------
+
+def expand_paths(paths: list[str]) -> tuple[list[str], list[Problem]]:
+    """`-f` arguments to files: a directory means its *.yaml/*.yml files in name order."""
+    files: list[str] = []
+    problems: list[Problem] = []
+    for arg in paths:
+        if os.path.isdir(arg):
+            names = sorted(n for n in os.listdir(arg)
+                           if n.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(arg, n)))
+            if not names:
+                problems.append(Problem(arg, 1, 1, "", "directory has no *.yaml or *.yml files"))
+            files.extend(os.path.join(arg, n) for n in names)
+        elif os.path.isfile(arg):
+            files.append(arg)
+        elif os.path.exists(arg):
+            problems.append(Problem(arg, 1, 1, "", "not a regular file or directory"))
+        else:
+            problems.append(Problem(arg, 1, 1, "", "no such file or directory"))
+    return files, problems
+
+
+def load_tree(paths: list[str], env: Optional[Mapping[str, str]] = None) -> LoadResult:
+    """Read, interpolate and merge the files; return the plain tree, its source map and all problems."""
+    env = os.environ if env is None else env
+    files, problems = expand_paths(paths)
+    result = LoadResult(tree=None, source_map=SourceMap(), problems=problems, fatal=bool(problems))
+    for name in files:
+        parsed, file_problems, fatal = _parse_file(name, env)
+        result.files.append(parsed)
+        result.problems.extend(file_problems)
+        result.fatal = result.fatal or fatal
+    if result.fatal:
+        return result
+    merged: Optional[LNode] = None
+    for parsed in result.files:
+        root = parsed.root if parsed.root is not None else LMap({}, (parsed.display, 1, 1))
+        merged = root if merged is None else _merge(merged, root, "root")
+    if merged is None:
+        merged = LMap({}, ("<input>", 1, 1))
+    dirs = {p.display: os.path.dirname(p.absolute) for p in result.files}
+    result.tree = _emit(merged, (), result.source_map, dirs)
+    return result
+
+
+def _parse_file(name: str, env: Mapping[str, str]) -> tuple[ParsedFile, list[Problem], bool]:
+    absolute = os.path.abspath(name)
+    parsed = ParsedFile(name, absolute, None)
+    try:
+        size = os.path.getsize(name)
+        if size > MAX_FILE_BYTES:
+            return parsed, [Problem(name, 1, 1, "", f"file is too large ({size} bytes; the limit is "
+                                                    f"{MAX_FILE_BYTES} bytes per file)")], True
+        with open(name, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return parsed, [Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")], True
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return parsed, [Problem(name, line, col, "", "file is not valid UTF-8 text")], True
+    builder = _Builder(name, absolute, text, env)
+    root = builder.build()
+    parsed.root = root
+    return parsed, builder.problems, builder.fatal
+
+
+# --- YAML to located tree ------------------------------------------------------------------------
+
+_YAML_CLASSES: dict = {}
+
+
+def _yaml():
+    """A ruamel.yaml loader for composing nodes (YAML 1.2 core schema, marks kept).
+
+    typ="safe" uses the C parser when ruamel.yaml.clib is installed (several times faster) and the
+    pure-Python one otherwise. The resolver looks up its per-version tables through a slow property
+    on every scalar; the subclass caches them for the one document a loader reads.
+    """
+    from ruamel.yaml import YAML
+
+    if "resolver" not in _YAML_CLASSES:
+        from ruamel.yaml.resolver import VersionedResolver
+
+        class CachingResolver(VersionedResolver):
+            _table = None
+
+            @property
+            def versioned_resolver(self) -> Any:
+                if self._table is None:
+                    self._table = VersionedResolver.versioned_resolver.fget(self)
+                return self._table
+
+        _YAML_CLASSES["resolver"] = CachingResolver
+    yaml = YAML(typ="safe")
+    yaml.Resolver = _YAML_CLASSES["resolver"]
+    return yaml
+
+
+def _tag(node: Any) -> str:
+    ctag = node.ctag
+    if ctag.handle is None and isinstance(ctag.suffix, str) and "%" not in ctag.suffix:
+        return ctag.suffix  # an implicitly resolved tag: the suffix is the whole tag
+    return str(ctag)
+
+
+class _Builder:
+    def __init__(self, display: str, absolute: str, text: str, env: Mapping[str, str]):
+        self.display = display
+        self.absolute = absolute
+        self.dir = os.path.dirname(absolute)
+        self.text = text
+        self.env = env
+        self.problems: list[Problem] = []
+        self.fatal = False
+        self._lines: Optional[list[str]] = None
+
+    # -- helpers
+    def pos(self, mark: Any) -> Pos:
+        return (self.display, mark.line + 1, mark.column + 1)
+
+    def problem(self, pos: Pos, message: str, path: str = "") -> None:
+        self.problems.append(Problem(pos[0], pos[1], pos[2], path, message))
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        return self._lines
+
+    # -- entry
+    def build(self) -> Optional[LMap]:
+        from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+        try:
+            node = _yaml().compose(self.text)
+        except MarkedYAMLError as exc:
+            self._syntax_problem(exc)
+            self.fatal = True
+            return None
+        except RecursionError:
+            self.problem((self.display, 1, 1), f"document is nested too deeply (more than {MAX_DEPTH} levels)")
+            self.fatal = True
+            return None
+        except YAMLError as exc:  # pragma: no cover - unmarked errors are rare
+            self.problem((self.display, 1, 1), f"YAML error: {exc}")
+            self.fatal = True
+            return None
+        if node is None:  # empty file or comments only: an empty overlay
+            return None
+        if not self._check_graph(node):
+            self.fatal = True
+            return None
+        root = self._node(node, 0)
+        if not isinstance(root, LMap):
+            kind = "a list" if isinstance(root, LSeq) else "a single value"
+            self.problem(root.pos, f"the top level must be a mapping (version, stack, connectors, model_groups, "
+                                   f"models), not {kind}")
+            self.fatal = True
+            return None
+        return root
+
+    def _syntax_problem(self, exc: Any) -> None:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line, col = (mark.line, mark.column) if mark is not None else (0, 0)
+        problem = (getattr(exc, "problem", None) or str(exc)).strip()
+        context = (getattr(exc, "context", None) or "").strip()
+        source_line = self.lines[line] if line < len(self.lines) else ""
+        indent = source_line[: len(source_line) - len(source_line.lstrip(" \t"))]
+        if "\t" in indent or (col < len(source_line) and source_line[col] == "\t") or "tab" in problem:
+            tab_col = source_line.find("\t") if "\t" in source_line else col
+            self.problem((self.display, line + 1, tab_col + 1),
+                         "tab character in indentation: YAML indents with spaces only")
+            return
+        if "another document" in problem:
+            self.problem((self.display, line + 1, col + 1),
+                         "a second YAML document starts here: one document per file (use several -f files instead)")
+            return
+        if "undefined alias" in problem or "found undefined alias" in context:
+            m = re.match(r"\*([^\s,\[\]{}]+)", source_line[col:])
+            name = f" '*{m.group(1)}'" if m else ""
+            self.problem((self.display, line + 1, col + 1),
+                         f"undefined alias{name}: no anchor of that name earlier in the file")
+            return
+        message = f"YAML syntax error: {problem}"
+        cmark = getattr(exc, "context_mark", None)
+        if context and cmark is not None and (cmark.line, cmark.column) != (line, col):
+            message += f" ({context} at line {cmark.line + 1})"
+        self.problem((self.display, line + 1, col + 1), message)
+
+    def _check_graph(self, root: Any) -> bool:
+        """Bound alias expansion and nesting depth before anything is expanded.
+
+        The composed graph shares the node of an anchor among its aliases, so its expanded size is
+        counted with memoisation, in time proportional to the file, however large the expansion.
+        """
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        sizes: dict[int, int] = {}
+        active: set[int] = set()
+        unique = 0
+        deepest = [0, None]
+
+        def size(node: Any, depth: int) -> int:
+            nonlocal unique
+            key = id(node)
+            if key in sizes:
+                return sizes[key]
+            if key in active:
+                raise _Recursive(node)
+            if depth > MAX_DEPTH:
+                raise _TooDeep(node)
+            unique += 1
+            total = 1
+            if isinstance(node, (MappingNode, SequenceNode)):
+                active.add(key)
+                children = node.value
+                if isinstance(node, MappingNode):
+                    for k, v in children:
+                        total += size(k, depth + 1) + size(v, depth + 1)
+                else:
+                    for v in children:
+                        total += size(v, depth + 1)
+                active.discard(key)
+            sizes[key] = total
+            return total
+
+        try:
+            total = size(root, 0)
+        except _Recursive as exc:
+            self.problem(self.pos(exc.node.start_mark), "recursive alias: an anchor is used inside itself")
+            return False
+        except _TooDeep as exc:
+            self.problem(self.pos(exc.node.start_mark), f"document is nested too deeply (more than {MAX_DEPTH} levels)")
+            return False
+        except RecursionError:
+            self.problem((self.display, 1, 1), f"document is nested too deeply (more than {MAX_DEPTH} levels)")
+            return False
+        if total - unique > MAX_ALIAS_EXPANSION:
+            self.problem((self.display, 1, 1),
+                         f"aliases expand this document to {total} nodes from {unique}; the limit is "
+                         f"{MAX_ALIAS_EXPANSION} nodes added by aliases (an alias bomb?)")
+            return False
+        return True
+
+    def _node(self, node: Any, depth: int) -> LNode:
+        from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+        pos = self.pos(node.start_mark)
+        tag = _tag(node)
+        if isinstance(node, MappingNode):
+            if tag not in (_TAG + "map",):
+                self._unsupported_tag(pos, tag)
+            return self._mapping(node, pos, depth)
+        if isinstance(node, SequenceNode):
+            if tag not in (_TAG + "seq",):
+                self._unsupported_tag(pos, tag)
+            return LSeq([self._node(v, depth + 1) for v in node.value], pos)
+        return self._scalar(node, pos, tag)
+
+    def _unsupported_tag(self, pos: Pos, tag: str) -> None:
+        short = tag.replace(_TAG, "!!")
+        self.problem(pos, f"unsupported YAML tag {short} (plain mappings, lists, strings, numbers, booleans and null only)")
+
+    def _mapping(self, node: Any, pos: Pos, depth: int) -> LMap:
+        entries: dict[str, tuple[Pos, LNode]] = {}
+        first_at: dict[str, Pos] = {}
+        merges: list[Any] = []
+        for knode, vnode in node.value:
+            ktag = _tag(knode)
+            kpos = self.pos(knode.start_mark)
+            if ktag == _TAG + "merge":
+                merges.append(vnode)
+                continue
+            if not isinstance(knode.value, str):
+                self.problem(kpos, "mapping keys must be plain strings, not a mapping or a list")
+                continue
+            key = knode.value
+            if key in first_at:
+                where = first_at[key]
+                self.problem(kpos, f"duplicate key '{key}' (first defined at line {where[1]}); "
+                                   f"YAML keys must be unique within a mapping")
+                continue
+            first_at[key] = kpos
+            entries[key] = (kpos, self._node(vnode, depth + 1))
+        for mnode in merges:  # `<<: *base` or `<<: [*a, *b]`: keys not given explicitly, earlier wins
+            from ruamel.yaml.nodes import MappingNode, SequenceNode
+
+            sources = mnode.value if isinstance(mnode, SequenceNode) else [mnode]
+            for src in sources:
+                if not isinstance(src, MappingNode):
+                    self.problem(self.pos(src.start_mark), "a merge key (<<) takes a mapping or a list of mappings")
+                    continue
+                built = self._mapping(src, self.pos(src.start_mark), depth + 1)
+                for key, entry in built.entries.items():
+                    if key not in entries:
+                        entries[key] = entry
+        return LMap(entries, pos)
+
+    def _scalar(self, node: Any, pos: Pos, tag: str) -> LScalar:
+        text = node.value
+        if tag == _TAG + "str":
+            return LScalar(self._interpolate(node, text, pos), pos)
+        if tag == _TAG + "null":
+            return LScalar(None, pos)
+        if tag == _TAG + "bool":
+            return LScalar(text.lower() == "true", pos)
+        if tag == _TAG + "int":
+            value = _to_int(text)
+            return LScalar(value if value is not None else text, pos, text)
+        if tag == _TAG + "float":
+            value = _to_float(text)
+            if value is None:
+                self.problem(pos, f"{text} is not a finite number (infinity and NaN cannot be sent to the server)")
+                return LScalar(text, pos)
+            return LScalar(value, pos, text)
+        if tag == _TAG + "timestamp":  # a date-like plain scalar is just text here
+            return LScalar(text, pos)
+        self._unsupported_tag(pos, tag)
+        return LScalar(text, pos)
+
+    # -- interpolation
+    def _interpolate(self, node: Any, text: str, pos: Pos) -> str:
+        if "${" not in text:
+            return text
+        out: list[str] = []
+        i, n = 0, len(text)
+        while i < n:
+            j = text.find("$", i)
+            if j < 0:
+                out.append(text[i:])
+                break
+            out.append(text[i:j])
+            if text.startswith("$${", j):
+                out.append("${")
+                i = j + 3
+                continue
+            if not text.startswith("${", j):
+                out.append("$")
+                i = j + 1
+                continue
+            end = text.find("}", j + 2)
+            if text.startswith("${env:", j) or text.startswith("${file:", j):
+                expr = text[j:end + 1] if end >= 0 else text[j:]
+                where = self._find(node, expr, pos)
+                if end < 0:
+                    self.problem(where, f"unterminated {expr[:6]}...: missing '}}'")
+                    out.append(text[j:])
+                    break
+                out.append(self._substitute(expr, where))
+                i = end + 1
+                continue
+            # someone else's placeholder (${parameters.x}, ${credential.x}, ...): passed through untouched
+            if end < 0:
+                out.append(text[j:])
+                break
+            out.append(text[j:end + 1])
+            i = end + 1
+        return "".join(out)
+
+    def _substitute(self, expr: str, where: Pos) -> str:
+        body = expr[2:-1]
+        if body.startswith("env:"):
+            spec = body[4:]
+            name, sep, default = spec.partition(":-")
+            if not _ENV_NAME.match(name):
+                self.problem(where, f"invalid environment variable name {name!r} in {expr} "
+                                    f"(letters, digits and _, not starting with a digit)")
+                return expr
+            value = self.env.get(name)
+            if sep:
+                return value if value else default
+            if value is None:
+                self.problem(where, f"environment variable {name} is not set (referenced as {expr}; "
+                                    f"use ${{env:{name}:-default}} for a default)")
+                return expr
+            return value
+        rel = body[5:]
+        if not rel:
+            self.problem(where, "empty file name in ${file:}")
+            return expr
+        target = os.path.join(self.dir, rel)
+        try:
+            if os.path.getsize(target) > MAX_FILE_BYTES:
+                self.problem(where, f"file {rel} referenced by {expr} is larger than {MAX_FILE_BYTES} bytes")
+                return expr
+            with open(target, "rb") as fh:
+                raw = fh.read()
+        except OSError as exc:
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
+            self.problem(where, f"cannot read {rel} for {expr}: {reason} (paths are relative to {self.display})")
+            return expr
+        try:
+            content = raw.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            self.problem(where, f"file {rel} referenced by {expr} is not UTF-8 text")
+            return expr
+        return content.rstrip("\r\n")  # `echo secret > file` leaves a newline that is not part of the value
+
+    def _find(self, node: Any, needle: str, fallback: Pos) -> Pos:
+        """The position of `needle` in the source text of `node` (single line or block), else the node's start."""
+        start, end = node.start_mark, node.end_mark
+        for line_no in range(start.line, min(end.line, len(self.lines) - 1) + 1):
+            line = self.lines[line_no]
+            col = line.find(needle, start.column if line_no == start.line else 0)
+            if col >= 0:
+                return (self.display, line_no + 1, col + 1)
+        return fallback
+
+
+class _Recursive(Exception):
+    def __init__(self, node: Any):
+        self.node = node
+
+
+class _TooDeep(Exception):
+    def __init__(self, node: Any):
+        self.node = node
+
+
+def _to_int(text: str) -> Optional[int]:
+    s = text.replace("_", "")
+    sign = -1 if s.startswith("-") else 1
+    s = s.lstrip("+-")
+    try:
+        if s[:2].lower() == "0x":
+            return sign * int(s[2:], 16)
+        if s[:2].lower() == "0o":
+            return sign * int(s[2:], 8)
+        if s[:2].lower() == "0b":
+            return sign * int(s[2:], 2)
+        return sign * int(s, 10)
+    except ValueError:
+        return None
+
+
+def _to_float(text: str) -> Optional[float]:
+    try:
+        value = float(text.replace("_", ""))
+    except ValueError:
+        return None
+    if value != value or value in (float("inf"), float("-inf")):
+        return None
+    return value
+
+
+# --- overlays ----------------------------------------------------------------------------------
+
+# How lists merge, by where they are: named resources by name, a model's versions by label.
+_LIST_KEY = {"connectors": "name", "model_groups": "name", "models": "name", "versions": "version"}
+
+
+def _merge(a: LNode, b: LNode, ctx: str) -> LNode:
+    """`b` (a later file) over `a`: mappings key by key, keyed lists item by item, anything else replaced."""
+    if isinstance(a, LMap) and isinstance(b, LMap):
+        entries = dict(a.entries)
+        for key, (kpos, bval) in b.entries.items():
+            if key in entries:
+                akpos, aval = entries[key]
+                child = _child_ctx(ctx, key)
+                merged = _merge(aval, bval, child)
+                entries[key] = (akpos if merged is not bval else kpos, merged)
+            else:
+                entries[key] = (kpos, bval)
+        return LMap(entries, a.pos)
+    if isinstance(a, LSeq) and isinstance(b, LSeq) and ctx in ("connectors", "model_groups", "models", "versions"):
+        key_field = _LIST_KEY[ctx]
+        item_ctx = "model" if ctx == "models" else "item"
+        items = list(a.items)
+        index: dict[str, int] = {}
+        for i, item in enumerate(items):
+            k = _item_key(item, key_field)
+            if k is not None and k not in index:
+                index[k] = i
+        for item in b.items:
+            k = _item_key(item, key_field)
+            if k is not None and k in index:
+                items[index[k]] = _merge(items[index[k]], item, item_ctx)
+            else:
+                if k is not None:
+                    index[k] = len(items)
+                items.append(item)
+        return LSeq(items, a.pos)
+    return b
+
+
+def _child_ctx(ctx: str, key: str) -> str:
+    if ctx == "root" and key in ("connectors", "model_groups", "models"):
+        return key
+    if ctx == "model" and key == "versions":
+        return "versions"
+    return "other"
+
+
+def _item_key(item: LNode, key_field: str) -> Optional[str]:
+    if isinstance(item, LMap) and key_field in item.entries:
+        value = item.entries[key_field][1]
+        if isinstance(value, LScalar) and value.value is not None and not isinstance(value.value, bool):
+            return value.text if value.text is not None else str(value.value)
+    return None
+
+
+# --- emitting the plain tree ---------------------------------------------------------------------
+
+def _emit(node: LNode, path: Path, smap: SourceMap, dirs: dict[str, str]) -> Any:
+    smap.values[path] = node.pos
+    if isinstance(node, LMap):
+        out: dict[str, Any] = {}
+        for key, (kpos, child) in node.entries.items():
+            child_path = path + (key,)
+            smap.keys[child_path] = kpos
+            out[key] = _emit(child, child_path, smap, dirs)
+        return out
+    if isinstance(node, LSeq):
+        return [_emit(child, path + (i,), smap, dirs) for i, child in enumerate(node.items)]
+    value = node.value
+    if path and path[-1] == "version" and len(path) > 1 and node.text is not None:
+        return node.text  # version labels and connector versions: the text as written
+    if path and path[-1] == "path" and isinstance(value, str) and value and _is_model_path(path):
+        return os.path.normpath(os.path.join(dirs.get(node.pos[0], ""), value))
+    return value
+
+
+def _is_model_path(path: Path) -> bool:
+    # ('models', i, 'path') or ('models', i, 'versions', j, 'path')
+    return path[0] == "models" and (len(path) == 3 or (len(path) == 5 and path[2] == "versions"))
