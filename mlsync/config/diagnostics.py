@@ -207,7 +207,7 @@ def message_for(err: dict, path: tuple, sensitive: bool) -> str:
         return f"must be a connector name or an inline connector mapping, {got}"
     if kind == "finite_number":
         return f"must be a finite number, {got}"
-    return str(err.get("msg", kind))
+    return " ".join(str(err.get("msg", kind)).split())
 
 
 def pydantic_problems(exc: Any, tree: Any, locate: Any) -> list[Problem]:

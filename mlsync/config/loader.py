@@ -239,6 +239,7 @@ class _Builder:
     # -- entry
     def build(self) -> Optional[LMap]:
         from ruamel.yaml.error import MarkedYAMLError, YAMLError
+        from ruamel.yaml.reader import ReaderError
 
         try:
             node = _yaml().compose(self.text)
@@ -250,8 +251,12 @@ class _Builder:
             self.problem((self.display, 1, 1), f"document is nested too deeply (more than {MAX_DEPTH} levels)")
             self.fatal = True
             return None
-        except YAMLError as exc:  # pragma: no cover - unmarked errors are rare
-            self.problem((self.display, 1, 1), f"YAML error: {exc}")
+        except ReaderError as exc:
+            self._reader_problem(exc)
+            self.fatal = True
+            return None
+        except YAMLError as exc:  # pragma: no cover - other unmarked errors are rare
+            self.problem((self.display, 1, 1), "YAML error: " + " ".join(str(exc).split()))
             self.fatal = True
             return None
         if node is None:  # empty file or comments only: an empty overlay
@@ -268,6 +273,16 @@ class _Builder:
             return None
         return root
 
+    def _reader_problem(self, exc: Any) -> None:
+        position = getattr(exc, "position", 0) or 0
+        line = self.text.count("\n", 0, position) + 1
+        col = position - (self.text.rfind("\n", 0, position) + 1) + 1
+        char = getattr(exc, "character", None)
+        code = f"U+{char:04X}" if isinstance(char, int) else (f"U+{ord(char):04X}" if isinstance(char, str) and
+                                                              len(char) == 1 else "a control character")
+        self.problem((self.display, line, col), f"control character {code} is not allowed in YAML text "
+                                                f"(write it as an escape in a double-quoted string)")
+
     def _syntax_problem(self, exc: Any) -> None:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line, col = (mark.line, mark.column) if mark is not None else (0, 0)
@@ -275,7 +290,7 @@ class _Builder:
         context = (getattr(exc, "context", None) or "").strip()
         source_line = self.lines[line] if line < len(self.lines) else ""
         indent = source_line[: len(source_line) - len(source_line.lstrip(" \t"))]
-        if "\t" in indent or (col < len(source_line) and source_line[col] == "\t") or "tab" in problem:
+        if "\t" in indent or (col < len(source_line) and source_line[col] == "\t") or "tab character" in problem:
             tab_col = source_line.find("\t") if "\t" in source_line else col
             self.problem((self.display, line + 1, tab_col + 1),
                          "tab character in indentation: YAML indents with spaces only")
@@ -290,7 +305,7 @@ class _Builder:
             self.problem((self.display, line + 1, col + 1),
                          f"undefined alias{name}: no anchor of that name earlier in the file")
             return
-        message = f"YAML syntax error: {problem}"
+        message = "YAML syntax error: " + " ".join(problem.split())
         cmark = getattr(exc, "context_mark", None)
         if context and cmark is not None and (cmark.line, cmark.column) != (line, col):
             message += f" ({context} at line {cmark.line + 1})"
@@ -622,11 +637,20 @@ def _emit(node: LNode, path: Path, smap: SourceMap, dirs: dict[str, str]) -> Any
     if isinstance(node, LSeq):
         return [_emit(child, path + (i,), smap, dirs) for i, child in enumerate(node.items)]
     value = node.value
-    if path and path[-1] == "version" and len(path) > 1 and node.text is not None:
+    if node.text is not None and path and path[-1] == "version" and _is_version_label(path):
         return node.text  # version labels and connector versions: the text as written
     if path and path[-1] == "path" and isinstance(value, str) and value and _is_model_path(path):
         return os.path.normpath(os.path.join(dirs.get(node.pos[0], ""), value))
     return value
+
+
+def _is_version_label(path: Path) -> bool:
+    # ('connectors', i, 'version'), ('models', i, 'versions', j, 'version'), ('models', i, 'connector', 'version')
+    if len(path) == 3:
+        return path[0] == "connectors"
+    if len(path) == 4:
+        return path[0] == "models" and path[2] == "connector"
+    return len(path) == 5 and path[0] == "models" and path[2] == "versions"
 
 
 def _is_model_path(path: Path) -> bool:

@@ -118,6 +118,8 @@ CASES: list[Case] = [
          "file is too large", "yaml", line=1),
     Case("invalid-utf8", {"stack.yaml": b"version: 1\nstack: \xff\xfe\n"},
          "not valid UTF-8", "yaml", line=2, col=8),
+    Case("control-character", {"stack.yaml": b"version: 1\nstack: a\x07b\n"},
+         "control character U+0007 is not allowed in YAML text", "yaml", line=2, col=9),
     Case("unsupported-tag", {"stack.yaml": y(*HEAD, "model_groups: !!set {a, b}  #<")},
          "unsupported YAML tag !!set", "loader"),
     Case("complex-key", {"stack.yaml": y(*HEAD, "? [a, b]  #<", ": 1")},

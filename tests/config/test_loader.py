@@ -194,3 +194,19 @@ def test_config_error_carries_every_problem(problems_of) -> None:
     problems = problems_of({"a.yaml": y("version: 1", "stack: s", "bogus: 1"),
                             "b.yaml": y("models: [{name: m, function_name: nope}]")})
     assert {p.file for p in problems} == {"a.yaml", "b.yaml"}
+
+
+def test_only_version_labels_keep_source_text(load_files) -> None:
+    text = y("version: 1", "stack: s", "connectors:", "  - name: c", "    version: 2.10", "    protocol: http",
+             "    parameters: {version: 1.10, n: 0o17}", "    credential: {k: v}",
+             "    actions: [{action_type: predict, method: POST, url: 'http://h/'}]",
+             "models:", "  - name: m", "    model_format: ONNX",
+             "    model_config:", "      model_type: bert", "      embedding_dimension: 4",
+             "      framework_type: sentence_transformers", "      all_config: {version: 1.0, layers: 0x10}",
+             "    versions:", f"      - {{version: 3.0, url: 'http://h/1.zip', model_content_hash_value: {HASH}}}")
+    stack = load_files({"stack.yaml": text}).stack
+    conn = stack.connectors[0]
+    assert conn.version == "2.10"
+    assert conn.parameters == {"version": 1.1, "n": 15}            # values as YAML reads them
+    assert stack.models[0].versions[0].version == "3.0"
+    assert stack.models[0].model_config_.all_config == '{"version":1.0,"layers":16}'
