@@ -64,3 +64,154 @@ def schema_text() -> str:
     from mlsync.config.schema import schema_text as text
 
     return text()
+
+
+# --- commands that read or change a cluster ------------------------------------------------------
+
+def _render(plan, output: str, out: TextIO) -> str:
+    from mlsync import render
+
+    return render.render(plan, output, color=output == "text" and render.use_color(out))
+
+
+def plan(paths: list[str], options, out: TextIO, *, output: str = "text", plan_file: Optional[str] = None,
+         detailed_exitcode: bool = False, state_file: Optional[str] = None, destroy: bool = False) -> int:
+    """`mlsync plan`: observe, diff and print; `-o` saves the plan; exit 2 on changes with --detailed-exitcode."""
+    from mlsync import workflow
+
+    desired = workflow.load_desired(paths)
+    cluster = workflow.connect(options)
+    planned = workflow.plan_for(desired, cluster, workflow.state_store(cluster, state_file), destroy=destroy)
+    out.write(_render(planned.plan, output, out))
+    if plan_file:
+        workflow.save_plan(planned.plan, plan_file)
+        print(f"Saved the plan to {plan_file}; apply it with: mlsync apply {plan_file}", file=sys.stderr)
+    return EXIT_CHANGES if detailed_exitcode and planned.plan.has_changes else EXIT_OK
+
+
+def drift(paths: list[str], options, out: TextIO, *, output: str = "text", state_file: Optional[str] = None) -> int:
+    """`mlsync drift`: exit 2 when the cluster differs from the file (or from what was last applied)."""
+    from mlsync import workflow
+
+    desired = workflow.load_desired(paths)
+    cluster = workflow.connect(options)
+    planned = workflow.plan_for(desired, cluster, workflow.state_store(cluster, state_file))
+    out.write(_render(planned.plan, output, out))
+    return EXIT_CHANGES if planned.plan.has_changes else EXIT_OK
+
+
+def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = None, auto_approve: bool = False,
+          parallelism: int = 4, timeout: float = 600.0, state_file: Optional[str] = None, destroy: bool = False,
+          confirm=None) -> int:
+    """`mlsync apply` / `mlsync destroy`: plan (or check a saved plan), confirm, execute, summarise."""
+    from mlsync import executor, progress, workflow
+
+    if plan_file:
+        saved = workflow.read_plan(plan_file)
+        paths = list(saved.sources)
+        destroy = destroy or saved.destroy
+    desired = workflow.load_desired(paths)
+    cluster = workflow.connect(options)
+    store = workflow.state_store(cluster, state_file)
+    planned = workflow.plan_for(desired, cluster, store, destroy=destroy)
+    if plan_file:
+        workflow.check_fresh(saved, planned)
+    the_plan = planned.plan
+    if not plan_file:
+        out.write(_render(the_plan, "text", out))
+    if not the_plan.has_changes:
+        if plan_file:
+            print("No changes. The cluster matches the file.", file=out)
+        return EXIT_OK
+    if not auto_approve and not plan_file:
+        if confirm is None or not confirm():
+            print("Apply cancelled (use --auto-approve to skip the question).", file=out)
+            return EXIT_ERROR
+    try:
+        with progress.make_reporter(sys.stderr) as reporter:
+            result = executor.apply(the_plan, cluster, store, credentials=workflow.credentials(desired),
+                                    parallelism=parallelism, timeout=timeout, reporter=reporter)
+    except executor.ApplyAborted as err:
+        for line in progress.summary_lines(err.result):
+            print(line, file=out)
+        raise
+    for line in progress.summary_lines(result):
+        print(line, file=out)
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def state(action: str, args: list[str], options, out: TextIO, *, stack: str, state_file: Optional[str] = None) -> int:
+    """`mlsync state list | show ADDRESS | rm ADDRESS...`."""
+    from mlsync import statestore, workflow
+
+    cluster = None if state_file else workflow.connect(options)
+    store = workflow.state_store(cluster, state_file)
+    if action == "list":
+        out.write(statestore.state_list_text(store, stack) + "\n")
+    elif action == "show":
+        out.write(statestore.state_show_text(store, stack, args[0]) + "\n")
+    elif action == "rm":
+        statestore.state_rm(store, stack, args)
+        print(f"Removed {plural(len(args), 'address', 'addresses')} from the state of stack {stack!r} "
+              "(the objects themselves are untouched).", file=out)
+    return EXIT_OK
+
+
+def unlock(options, out: TextIO, *, stack: str, force: bool = False, state_file: Optional[str] = None) -> int:
+    """`mlsync unlock`: release the stack's apply lease (only an expired one unless --force)."""
+    from mlsync import workflow
+
+    cluster = None if state_file else workflow.connect(options)
+    lock = workflow.state_store(cluster, state_file).unlock(stack, force=force)
+    print(f"Released the lock held by {lock.holder} on {lock.host}." if lock else f"Stack {stack!r} was not locked.",
+          file=out)
+    return EXIT_OK
+
+
+def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
+            state_file: Optional[str] = None) -> int:
+    """`mlsync import ADDRESS ID`: adopt one existing object into the stack's state."""
+    from mlsync import workflow
+    from mlsync.address import Address
+    from mlsync.errors import MlsyncError
+    from mlsync.state import ResourceState, StackState
+
+    try:
+        addr = Address.parse(address)
+    except ValueError as err:
+        raise MlsyncError(str(err)) from None
+    cluster = workflow.connect(options)
+    observed = cluster.observe()
+    pool = {"connector": observed.connectors, "model_group": observed.groups, "model": observed.models}[addr.kind]
+    obj = pool.get(object_id)
+    if obj is None:
+        kinds = [k for k, p in (("connector", observed.connectors), ("model_group", observed.groups),
+                                ("model", observed.models)) if object_id in p]
+        hint = f" (it is a {kinds[0]})" if kinds else ""
+        raise MlsyncError(f"{address}: no {addr.kind} with id {object_id} on the cluster{hint}")
+    if obj.source.get("name") != addr.name:
+        raise MlsyncError(f"{address}: object {object_id} is named {obj.source.get('name')!r}, not {addr.name!r}")
+    if addr.kind == "model":
+        group = observed.groups.get(obj.source.get("model_group_id"))
+        if group is None or group.source.get("name") != addr.group:
+            raise MlsyncError(f"{address}: model {object_id} is not in group {addr.group!r}")
+    store = workflow.state_store(cluster, state_file)
+    for _ in range(5):
+        st = store.load(stack) or StackState(stack)
+        if st.lock is not None:
+            from mlsync.errors import LockHeld
+            raise LockHeld(stack, st.lock.holder, st.lock.host, str(st.lock.started), str(st.lock.expires))
+        claimed = {r.id: a for a, r in st.resources.items()}
+        if object_id in claimed and claimed[object_id] != str(addr):
+            raise MlsyncError(f"{object_id} is already managed as {claimed[object_id]}")
+        st.resources[str(addr)] = ResourceState(str(addr), addr.kind, object_id,
+                                                server_version=obj.source.get("model_version"))
+        try:
+            store.save(st)
+            break
+        except Exception as err:  # StateConflict: somebody wrote meanwhile; re-read and retry
+            from mlsync.errors import StateConflict
+            if not isinstance(err, StateConflict):
+                raise
+    print(f"Imported {object_id} as {addr}.", file=out)
+    return EXIT_OK

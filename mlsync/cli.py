@@ -106,5 +106,151 @@ def schema(ctx: click.Context) -> None:
     run(ctx, emit)
 
 
+def cluster_options(fn: Callable) -> Callable:
+    """Connection options (SPEC §2). Built into `ConnectionOptions` by `_connection()`."""
+    opts = [
+        click.option("--url", envvar="OPENSEARCH_URL", default="http://localhost:9200", show_default=True,
+                     help="Cluster URL (env OPENSEARCH_URL)."),
+        click.option("--username", envvar="OPENSEARCH_USERNAME", help="Basic-auth user (env OPENSEARCH_USERNAME)."),
+        click.option("--password", envvar="OPENSEARCH_PASSWORD", help="Basic-auth password (env OPENSEARCH_PASSWORD)."),
+        click.option("--ca-certs", type=click.Path(exists=True, dir_okay=False), help="CA bundle for TLS."),
+        click.option("--insecure", is_flag=True, help="Do not verify TLS certificates."),
+        click.option("--aws-region", help="Sign requests with AWS SigV4 for this region (needs mlsync[aws])."),
+        click.option("--aws-service", type=click.Choice(["es", "aoss"]), default="es", show_default=True,
+                     help="AWS service: es (managed domains) or aoss (serverless)."),
+        click.option("--state-file", type=click.Path(dir_okay=False),
+                     help="Keep the stack's state in this local JSON file instead of the cluster."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _connection(kw: dict):
+    from mlsync.adapter import ConnectionOptions
+
+    return ConnectionOptions(url=kw.pop("url"), username=kw.pop("username"), password=kw.pop("password"),
+                             ca_certs=kw.pop("ca_certs"), insecure=kw.pop("insecure"),
+                             aws_region=kw.pop("aws_region"), aws_service=kw.pop("aws_service"))
+
+
+OUTPUT = click.option("--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+                      help="How to print the plan.")
+
+
+@main.command()
+@files_option
+@cluster_options
+@OUTPUT
+@click.option("-o", "--out", "plan_file", type=click.Path(dir_okay=False), help="Save the plan to this file.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
+@click.option("--destroy", is_flag=True, help="Plan the deletion of everything the stack manages.")
+@click.pass_context
+def plan(ctx: click.Context, files, output, plan_file, detailed_exitcode, destroy, **kw) -> None:
+    """Show what apply would change (reads the cluster, changes nothing)."""
+    from mlsync import app
+
+    state_file = kw.pop("state_file")
+    run(ctx, lambda: app.plan(list(files) or ["."], _connection(kw), sys.stdout, output=output, plan_file=plan_file,
+                              detailed_exitcode=detailed_exitcode, state_file=state_file, destroy=destroy))
+
+
+def _confirm() -> bool:
+    if not sys.stdin.isatty():
+        click.echo("error: apply needs confirmation, but there is no terminal to ask; use --auto-approve", err=True)
+        return False
+    return click.prompt("Apply these changes? Only 'yes' is accepted", default="", show_default=False) == "yes"
+
+
+def _apply_command(destroy: bool):
+    @files_option
+    @cluster_options
+    @click.argument("planfile", required=False, type=click.Path(exists=True, dir_okay=False))
+    @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
+    @click.option("--parallelism", type=click.IntRange(1, 10), default=4, show_default=True,
+                  help="Model groups registered in parallel (versions of one group always go one at a time).")
+    @click.option("--timeout", default="10m", show_default=True, help="Per-operation timeout, e.g. 90s, 10m, 1h.")
+    @click.pass_context
+    def command(ctx: click.Context, files, planfile, auto_approve, parallelism, timeout, **kw) -> None:
+        from mlsync import app
+
+        state_file = kw.pop("state_file")
+        seconds = _duration(timeout)
+        run(ctx, lambda: app.apply(list(files) or ["."], _connection(kw), sys.stdout, plan_file=planfile,
+                                   auto_approve=auto_approve, parallelism=parallelism, timeout=seconds,
+                                   state_file=state_file, destroy=destroy, confirm=_confirm))
+    return command
+
+
+def _duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    for suffix in ("ms", "s", "m", "h"):
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(text[: -len(suffix)]) * units[suffix]
+    if text.replace(".", "", 1).isdigit():
+        return float(text)
+    raise click.BadParameter(f"{text!r} is not a duration (allowed: 90, 90s, 10m, 1h)", param_hint="--timeout")
+
+
+main.command("apply", help="Make the cluster match the files (or carry out a saved PLANFILE).")(_apply_command(False))
+main.command("destroy", help="Delete everything the stack manages, dependents first.")(_apply_command(True))
+
+
+@main.command()
+@files_option
+@cluster_options
+@OUTPUT
+@click.pass_context
+def drift(ctx: click.Context, files, output, **kw) -> None:
+    """Exit 2 when the cluster no longer matches the files (0 when it does, 1 on error)."""
+    from mlsync import app
+
+    state_file = kw.pop("state_file")
+    run(ctx, lambda: app.drift(list(files) or ["."], _connection(kw), sys.stdout, output=output, state_file=state_file))
+
+
+@main.command("state")
+@click.argument("action", type=click.Choice(["list", "show", "rm"]))
+@click.argument("addresses", nargs=-1)
+@click.option("--stack", required=True, help="The stack whose state to read or edit.")
+@cluster_options
+@click.pass_context
+def state_command(ctx: click.Context, action, addresses, stack, **kw) -> None:
+    """Inspect or edit the stack's state: list | show ADDRESS | rm ADDRESS..."""
+    from mlsync import app
+
+    if action in ("show", "rm") and not addresses:
+        raise click.UsageError(f"state {action} needs an ADDRESS, e.g. 'model_group[\"embeddings\"]'")
+    state_file = kw.pop("state_file")
+    run(ctx, lambda: app.state(action, list(addresses), _connection(kw), sys.stdout, stack=stack, state_file=state_file))
+
+
+@main.command()
+@click.option("--stack", required=True, help="The stack to unlock.")
+@click.option("--force", is_flag=True, help="Release the lock even if its lease has not expired.")
+@cluster_options
+@click.pass_context
+def unlock(ctx: click.Context, stack, force, **kw) -> None:
+    """Release a stale apply lock."""
+    from mlsync import app
+
+    state_file = kw.pop("state_file")
+    run(ctx, lambda: app.unlock(_connection(kw), sys.stdout, stack=stack, force=force, state_file=state_file))
+
+
+@main.command("import")
+@click.argument("address")
+@click.argument("object_id", metavar="ID")
+@click.option("--stack", required=True, help="The stack that will manage the object.")
+@cluster_options
+@click.pass_context
+def import_command(ctx: click.Context, address, object_id, stack, **kw) -> None:
+    """Adopt an existing object into the stack's state (ADDRESS like 'model_group[\"g\"]')."""
+    from mlsync import app
+
+    state_file = kw.pop("state_file")
+    run(ctx, lambda: app.import_(address, object_id, _connection(kw), sys.stdout, stack=stack, state_file=state_file))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

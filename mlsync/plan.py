@@ -128,6 +128,7 @@ class Plan:
     sources: tuple[str, ...] = ()                  # the -f files, so apply PLANFILE can re-read secrets
     cluster_version: Optional[str] = None
     warnings: tuple[str, ...] = ()
+    destroy: bool = False                          # made by `mlsync destroy` / `plan --destroy`
 
     @property
     def pending(self) -> tuple[ResourceChange, ...]:
@@ -154,6 +155,7 @@ class Plan:
             "summary": self.summary(),
             "has_changes": self.has_changes,
             "warnings": list(self.warnings),
+            "destroy": self.destroy,
             "observed_fingerprints": dict(self.observed_fingerprints),
         }
 
@@ -168,4 +170,5 @@ class Plan:
             sources=tuple(d.get("sources", ())),
             cluster_version=d.get("cluster_version"),
             warnings=tuple(d.get("warnings", ())),
+            destroy=bool(d.get("destroy", False)),
         )

@@ -70,7 +70,8 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
     if ctx.errors:
         raise PlanError(ctx.errors)
     return Plan(stack=desired.stack, changes=tuple(changes), observed_fingerprints=_read_fingerprints(ctx, changes),
-                sources=desired.sources, cluster_version=observed.cluster_version, warnings=tuple(ctx.warnings))
+                sources=desired.sources, cluster_version=observed.cluster_version, warnings=tuple(ctx.warnings),
+                destroy=options.destroy)
 
 
 def _of_kind(resources: dict, kind: str) -> list[DesiredResource]:

