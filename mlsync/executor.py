@@ -57,9 +57,10 @@ POLL_MAX = 2.0                   # ... growing to this
 POLL_FACTOR = 1.5
 RETRIES = 3                      # re-sends after an ambiguous failure (each preceded by a re-observe)
 CREATED_SKEW = 30.0              # seconds of clock skew tolerated when matching "created after the intent"
-FIXUP_FIELDS = ("description", "is_enabled", "rate_limiter", "deploy_setting", "interface", "guardrails")
-UPDATABLE_FUNCTIONS = ("TEXT_EMBEDDING", "REMOTE")
-DEPLOYED_STATES = frozenset({"DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"})
+# One definition of these ML Commons facts, shared with the planner:
+from mlsync.normalize import (  # noqa: E402
+    DEPLOYED_STATES, MODEL_FIXUP_FIELDS as FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS as UPDATABLE_FUNCTIONS)
+
 TASK_FAILED_STATES = frozenset({"FAILED", "CANCELLED", "COMPLETED_WITH_ERROR"})
 DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to delete
 
