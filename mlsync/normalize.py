@@ -40,6 +40,10 @@ MODEL_FIXUP_FIELDS = ("description", "is_enabled", "rate_limiter", "deploy_setti
 CONNECTOR_UPDATABLE = ("description", "version", "protocol", "parameters", "actions", "client_config",
                        "access_mode", "backend_roles")
 DEPLOYED_STATES = frozenset({"DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"})
+# A failed deploy can still hold the model in a node's memory (auto-redeploy after a restart loads it
+# while the document still reads DEPLOY_FAILED), and the server's "connector in use" check looks at
+# memory, not at the document.
+MAYBE_LOADED_STATES = DEPLOYED_STATES | {"DEPLOY_FAILED", "LOAD_FAILED"}
 
 
 def _drop_none(d: dict) -> dict:
@@ -223,6 +227,11 @@ def model_form(raw: dict, *, connector_name: Optional[str] = None) -> dict:
 def is_deployed(model_source: dict) -> bool:
     """Deployed or on its way; REGISTERED, UNDEPLOYED and DEPLOY_FAILED all count as not deployed."""
     return (model_source.get("model_state") or "").upper() in DEPLOYED_STATES
+
+
+def may_be_loaded(model_source: dict) -> bool:
+    """Deployed, or failed to deploy and possibly still in a node's memory."""
+    return (model_source.get("model_state") or "").upper() in MAYBE_LOADED_STATES
 
 
 def compare_ignoring_unset(desired: dict, observed: dict, server_defaults: dict | None = None) -> dict:

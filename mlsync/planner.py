@@ -317,17 +317,23 @@ def _connector_kind_changed(before: dict, after: dict) -> bool:
 
 def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceChange],
                                     models: dict[str, ResourceChange]) -> dict[str, ResourceChange]:
-    """The server refuses to update a connector while a model using it is deployed: plan undeploy ->
-    update -> redeploy for each such model."""
+    """The server refuses to update a connector while a model using it is loaded on a node: plan
+    undeploy -> update -> redeploy for each model that is, or may be, loaded (DEPLOY_FAILED included:
+    undeploying a model that is not loaded is harmless, a refused update is not)."""
     by_model_id = {c.server_id: a for a, c in models.items() if c.server_id}
     out = dict(models)
     for caddr, cc in connectors.items():
         if Action.UPDATE not in cc.actions or not cc.server_id:
             continue
         for mid, mobj in ctx.observed.models.items():
-            if mobj.source.get("connector_id") != cc.server_id or not normalize.is_deployed(mobj.source):
+            if mobj.source.get("connector_id") != cc.server_id or not normalize.may_be_loaded(mobj.source):
                 continue
             maddr = by_model_id.get(mid)
+            if maddr is None and not normalize.is_deployed(mobj.source):
+                ctx.warnings.append(f"{caddr}: model {mid} ({mobj.source.get('name')!r}), which this stack does not "
+                                    f"manage, uses it and is {mobj.source.get('model_state')}; if a node still holds "
+                                    "it, the server will refuse the connector update until it is undeployed")
+                continue
             if maddr is None:
                 ctx.errors.append(f"{caddr}: cannot update: model {mid} ({mobj.source.get('name')!r}), which this "
                                   "stack does not manage, uses it and is deployed; the server refuses connector "
@@ -339,7 +345,7 @@ def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceCha
             acts = [Action.UNDEPLOY] + [a for a in mc.actions if a not in (Action.NOOP, Action.DEPLOY)]
             if mc.deploy:
                 acts.append(Action.DEPLOY)
-            reason = f"{caddr} changes and the server refuses that while a model using it is deployed"
+            reason = f"{caddr} changes and the server refuses that while a model using it is loaded"
             if mc.reason and mc.reason != "up to date":
                 reason = mc.reason + "; " + reason
             out[maddr] = _replace(mc, actions=tuple(acts), reason=reason,

@@ -254,3 +254,29 @@ def test_plan_is_deterministic_and_round_trips_through_json():
     assert a.to_json() == b.to_json()
     assert Plan.from_json(a.to_json()).to_json() == a.to_json()
     assert a.observed_fingerprints == {"C": "seq:1:1", "G": "seq:1:1", "M": "seq:2:1", "R": "seq:1:1"}
+
+
+@pytest.mark.parametrize("state", ["DEPLOY_FAILED", "DEPLOYING", "PARTIALLY_DEPLOYED"])
+def test_connector_update_undeploys_a_model_that_may_still_be_loaded(state):
+    # After a restart, auto-redeploy loads a model into memory while its document still reads
+    # DEPLOY_FAILED; the server then refuses the connector update (seen in CI).
+    p = plan(desired(lambda d: d["connectors"][0].update(description="new")),
+             observed(remote=dict(REMOTE_SRC, model_state=state)), managed_state())
+    assert actions(p)[ADDR_C] == ["update"]
+    assert actions(p)[ADDR_R] == ["undeploy", "deploy"]
+
+
+def test_connector_update_leaves_a_registered_model_alone():
+    p = plan(desired(lambda d: (d["connectors"][0].update(description="new"), d["models"][0].update(deploy=False))),
+             observed(remote=dict(REMOTE_SRC, model_state="REGISTERED")), managed_state())
+    assert actions(p)[ADDR_C] == ["update"]
+    assert actions(p)[ADDR_R] == ["no-op"]
+
+
+def test_unmanaged_failed_model_on_an_updated_connector_is_a_warning_not_an_error():
+    extra = dict(REMOTE_SRC, name="other", model_state="DEPLOY_FAILED")
+    p = plan(desired(lambda d: d["connectors"][0].update(description="new")), observed(extra_models=[extra]),
+             managed_state())
+    assert actions(p)[ADDR_C] == ["update"]
+    assert any("X0" in w and "DEPLOY_FAILED" in w for w in p.warnings)
+
