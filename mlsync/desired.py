@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from typing import Any, Optional
 
 from mlsync import normalize
@@ -91,14 +91,10 @@ def flatten(stack: StackFile, *, sources: tuple[str, ...] = (), locate=None,
 
     for i, m in enumerate(stack.models):
         group = m.model_group or m.name
-        if m.model_group is None:
-            addr = Address("model_group", group)
-            raw = {"name": group}
-            for key in ("access_mode", "backend_roles", "add_all_backend_roles"):
-                if getattr(m, key) is not None:
-                    raw[key] = getattr(m, key)
-            out[addr] = DesiredResource(addr, normalize.group_form(raw, access_control=True), implicit=True,
-                                        location=where(("models", i)))
+        implicit = m.implicit_group()
+        if implicit is not None:
+            res = _group(implicit, where(("models", i)))
+            out[res.address] = replace(res, implicit=True)
         for res in _model_versions(m, i, group, where, hash_files):
             out[res.address] = res
     return DesiredState(stack=stack.stack, resources=out, sources=tuple(sources))
@@ -124,8 +120,8 @@ def _model_versions(m: Model, index: int, group: str, where, hash_files: bool) -
     else:
         entries = []
         for j, v in enumerate(m.versions):
-            eff = dict(base)
-            eff.update({k: getattr(v, k) for k in _VERSION_FIELDS if getattr(v, k) is not None})
+            # The config model already merged the model's defaults into each version.
+            eff = {k: getattr(v, k) for k in _VERSION_FIELDS}
             entries.append((v.version, eff, ("models", index, "versions", j)))
 
     out = []

@@ -280,3 +280,11 @@ def test_unmanaged_failed_model_on_an_updated_connector_is_a_warning_not_an_erro
     assert actions(p)[ADDR_C] == ["update"]
     assert any("X0" in w and "DEPLOY_FAILED" in w for w in p.warnings)
 
+
+
+def test_prevent_destroy_on_a_model_without_group_also_guards_its_implicit_group():
+    def mutate(d):
+        d["models"][0].update(lifecycle={"prevent_destroy": True})
+        d["models"][0].pop("model_group")
+    res = {str(r.address): r for r in desired(mutate).resources.values()}
+    assert res['model_group["r"]'].implicit and res['model_group["r"]'].prevent_destroy
