@@ -129,6 +129,7 @@ class Plan:
     cluster_version: Optional[str] = None
     warnings: tuple[str, ...] = ()
     destroy: bool = False                          # made by `mlsync destroy` / `plan --destroy`
+    state_serial: Optional[int] = None             # the stack state's serial the plan was made from
 
     @property
     def pending(self) -> tuple[ResourceChange, ...]:
@@ -156,6 +157,7 @@ class Plan:
             "has_changes": self.has_changes,
             "warnings": list(self.warnings),
             "destroy": self.destroy,
+            "state_serial": self.state_serial,
             "observed_fingerprints": dict(self.observed_fingerprints),
         }
 
@@ -171,4 +173,5 @@ class Plan:
             cluster_version=d.get("cluster_version"),
             warnings=tuple(d.get("warnings", ())),
             destroy=bool(d.get("destroy", False)),
+            state_serial=d.get("state_serial"),
         )

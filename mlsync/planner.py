@@ -71,7 +71,7 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
         raise PlanError(ctx.errors)
     return Plan(stack=desired.stack, changes=tuple(changes), observed_fingerprints=_read_fingerprints(ctx, changes),
                 sources=desired.sources, cluster_version=observed.cluster_version, warnings=tuple(ctx.warnings),
-                destroy=options.destroy)
+                destroy=options.destroy, state_serial=state.serial)
 
 
 def _of_kind(resources: dict, kind: str) -> list[DesiredResource]:

@@ -101,6 +101,9 @@ def check_fresh(saved: Plan, now: Planned) -> None:
     if moved:
         by_id = {c.server_id: str(c.address) for c in saved.changes if c.server_id}
         problems.append("changed since the plan was made: " + ", ".join(by_id.get(i, i) for i in moved))
+    if saved.state_serial is not None and saved.state_serial != now.state.serial:
+        problems.append(f"the stack's state moved from serial {saved.state_serial} to {now.state.serial} "
+                        "(an apply, import or state rm ran since)")
     if _signature(saved) != _signature(now.plan):
         problems.append("planning again now gives a different plan")
     if problems:

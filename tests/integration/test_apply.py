@@ -269,6 +269,25 @@ def test_out_of_band_change_makes_a_saved_plan_stale(tmp_path, opts, artifact_se
     destroy([f], opts)
 
 
+def test_saved_plan_is_stale_once_the_state_moved(tmp_path, opts, artifact_server, unique_name):
+    # Terraform's rule: a saved plan applies only to the state serial it was made from. Here the state
+    # goes through `state rm` + `import` (same objects, same plan, newer serial) between plan and apply.
+    u = unique_name("it")
+    f = _stack_file(tmp_path, "p", _remote_stack(u, u, artifact_server.base_url, deploy=False))
+    assert run_apply([f], opts)[0] == 0
+    f.write_text(_remote_stack(u, u, artifact_server.base_url, description="v2", deploy=False))
+    plan_file = tmp_path / "p.plan"
+    assert app.plan([str(f)], opts, io.StringIO(), plan_file=str(plan_file)) == 0
+    group = next(c for c in replan([f], opts).plan.changes if c.address.kind == "model_group")
+    assert app.state("rm", [str(group.address)], opts, io.StringIO(), stack=u) == 0
+    assert app.import_(str(group.address), group.server_id, opts, io.StringIO(), stack=u) == 0
+    with pytest.raises(StalePlan, match="serial"):
+        app.apply([], opts, io.StringIO(), plan_file=str(plan_file))
+    code, text = run_apply([f], opts)     # a fresh plan applies
+    assert code == 0, text
+    destroy([f], opts)
+
+
 def test_second_apply_on_a_locked_stack_is_refused(tmp_path, opts, artifact_server, unique_name):
     u = unique_name("it")
     f = _stack_file(tmp_path, "l", _remote_stack(u, u, artifact_server.base_url, deploy=False))
