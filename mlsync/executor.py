@@ -347,7 +347,8 @@ class _Run:
         self.state = self.store.lock(self.plan.stack, self.holder, self.lock_ttl, on_takeover=taken_over.append)
         for old in taken_over:
             self.result.warnings.append(
-                f"took over the expired lock of {old.holder} on {old.host} (since {iso_time(old.started)}); "
+                f"took over the {'expired' if old.expires <= self.clock() else 'dead'} lock of {old.holder} on "
+                f"{old.host} (since {iso_time(old.started)}); "
                 f"its interrupted operations are resolved first")
         lock_id = self.state.lock.lock_id if self.state.lock else None
         lease_lost = False

@@ -45,6 +45,8 @@ class Lock:
     started: float
     expires: float
     lock_id: str
+    pid: Optional[int] = None        # with boot_id: lets a re-run on the same machine see the holder died
+    boot_id: Optional[str] = None
 
 
 @dataclass
@@ -78,5 +80,8 @@ class StackState:
             resources={a: ResourceState(**r) for a, r in d.get("resources", {}).items()},
             journal=[JournalEntry(**j) for j in d.get("journal", [])],
             fingerprint_key=d["fingerprint_key"],
-            lock=Lock(**d["lock"]) if d.get("lock") else None,
+            lock=Lock(**{k: v for k, v in d["lock"].items() if k in _LOCK_FIELDS}) if d.get("lock") else None,
         )
+
+
+_LOCK_FIELDS = frozenset(Lock.__dataclass_fields__)

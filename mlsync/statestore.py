@@ -77,6 +77,33 @@ def _lock_held(stack: str, lock: Lock) -> LockHeld:
     return err
 
 
+def boot_id() -> Optional[str]:
+    """Identifies this machine's current boot (Linux); None elsewhere, which disables dead-holder checks."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
+def holder_is_dead(lock: Lock) -> bool:
+    """True only when the lease was taken on this very machine and boot, and its process is gone (or a
+    zombie). Anything uncertain (another host, no pid, no boot id) counts as alive."""
+    if lock.pid is None or lock.boot_id is None or lock.boot_id != boot_id() or lock.host != socket.gethostname():
+        return False
+    try:
+        os.kill(lock.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{lock.pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _check_format(body: dict, where: str) -> None:
     fmt = body.get("format", STATE_FORMAT)
     if not isinstance(fmt, int) or fmt > STATE_FORMAT:
@@ -100,7 +127,8 @@ class _LeaseMixin:
         """Take the stack's lease; returns the state (created empty if the stack has none yet).
 
         Raises `LockHeld` (naming holder, host and since when) while another unexpired lease exists.
-        An expired lease is taken over; `on_takeover(old_lock)` is then called after the save.
+        An expired lease is taken over, and so is an unexpired one whose holder was a process on this
+        machine that no longer runs (a killed apply); `on_takeover(old_lock)` is then called after the save.
         """
         if ttl_seconds <= 0:
             raise ValueError("ttl_seconds must be positive")
@@ -108,10 +136,11 @@ class _LeaseMixin:
             state = self.load(stack) or StackState(stack=stack)
             now = self.clock()
             previous = state.lock
-            if previous is not None and previous.expires > now:
+            if previous is not None and previous.expires > now and not holder_is_dead(previous):
                 raise _lock_held(stack, previous)
             state.lock = Lock(holder=holder, host=host or socket.gethostname(), started=now,
-                              expires=now + ttl_seconds, lock_id=uuid.uuid4().hex)
+                              expires=now + ttl_seconds, lock_id=uuid.uuid4().hex, pid=os.getpid(),
+                              boot_id=boot_id())
             try:
                 self.save(state)
             except StateConflict:

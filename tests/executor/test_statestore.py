@@ -220,3 +220,50 @@ def test_state_rm_refuses_while_an_apply_holds_the_lock(make_store):
     make_store().lock(STACK, "apply in CI", 300)
     with pytest.raises(LockHeld):
         state_rm(store, STACK, ['connector["c"]'])
+
+
+def _lease_of_process(store, pid: int, **changes):
+    """A lease as a process `pid` on this machine would have left it."""
+    st = store.lock(STACK, "killed apply", 300)
+    st.lock.pid = pid
+    for k, v in changes.items():
+        setattr(st.lock, k, v)
+    store.save(st)
+
+
+def _dead_pid(reap: bool = True) -> int:
+    import subprocess
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    if reap:
+        proc.wait()
+    else:
+        import time
+        while not os.path.exists(f"/proc/{proc.pid}/stat") or ") Z" not in open(f"/proc/{proc.pid}/stat").read():
+            time.sleep(0.01)
+    return proc.pid
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/random/boot_id"), reason="needs Linux boot_id")
+@pytest.mark.parametrize("reap", [True, False], ids=["exited", "zombie"])
+def test_an_unexpired_lease_of_a_dead_process_on_this_machine_is_taken_over(make_store, reap):
+    a, b = make_store(), make_store()
+    _lease_of_process(a, _dead_pid(reap))
+    taken = []
+    sb = b.lock(STACK, "re-run", 300, on_takeover=taken.append)
+    assert sb.lock.holder == "re-run" and sb.lock.pid == os.getpid() and [t.holder for t in taken] == ["killed apply"]
+
+
+@pytest.mark.parametrize("changes", [{"host": "elsewhere"}, {"boot_id": "another-boot"}, {"boot_id": None}],
+                         ids=["other-host", "other-boot", "no-boot-id"])
+def test_a_lease_whose_holder_cannot_be_checked_is_respected(make_store, changes):
+    a, b = make_store(), make_store()
+    _lease_of_process(a, _dead_pid(), **changes)
+    with pytest.raises(LockHeld, match="killed apply"):
+        b.lock(STACK, "re-run", 300)
+
+
+def test_a_lease_of_a_live_process_is_respected(make_store):
+    a, b = make_store(), make_store()
+    _lease_of_process(a, os.getppid())
+    with pytest.raises(LockHeld):
+        b.lock(STACK, "re-run", 300)
