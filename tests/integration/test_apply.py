@@ -199,15 +199,12 @@ def test_connector_change_while_deployed_goes_undeploy_update_redeploy(tmp_path,
     destroy([f], opts)
 
 
-def test_versions_added_removed_and_deploy_flipped(tmp_path, opts, artifact_server, unique_name, make_model_zip):
-    u = unique_name("it")
-    z1, z2 = make_model_zip(seed=u + "1"), make_model_zip(seed=u + "2")
-
-    def body(versions):
-        vs = "\n".join(f"""      - version: "{label}"
-        url: {z.url}
-        model_content_hash_value: {z.sha256}""" for label, z in versions)
-        return f"""
+def _url_model_stack(u: str, versions: list[tuple[str, str, str]], *, description: str = "") -> str:
+    """One group and one URL-registered local model with `versions` as (label, url, sha256)."""
+    vs = "\n".join(f"""      - version: "{label}"
+        url: {url}
+        model_content_hash_value: {sha}""" for label, url, sha in versions)
+    return f"""
 version: 1
 stack: {u}
 model_groups:
@@ -216,11 +213,20 @@ models:
   - name: {u}-m
     model_group: {u}-g
     model_format: TORCH_SCRIPT
-    description: tiny
+    {f"description: {description}" if description else ""}
     model_config: {{model_type: bert, embedding_dimension: 4, framework_type: sentence_transformers}}
     versions:
 {vs}
 """
+
+
+def test_versions_added_removed_and_deploy_flipped(tmp_path, opts, artifact_server, unique_name, make_model_zip):
+    u = unique_name("it")
+    z1, z2 = make_model_zip(seed=u + "1"), make_model_zip(seed=u + "2")
+
+    def body(versions):
+        return _url_model_stack(u, [(label, z.url, z.sha256) for label, z in versions], description="tiny")
+
     f = _stack_file(tmp_path, "v", body([("1.0", z1)]))
     assert run_apply([f], opts)[0] == 0
     first = replan([f], opts).plan.changes
@@ -255,13 +261,19 @@ def test_remote_deploy_flag_flips_both_ways(tmp_path, opts, artifact_server, uni
     destroy([f], opts)
 
 
-def test_out_of_band_change_makes_a_saved_plan_stale(tmp_path, opts, artifact_server, unique_name, os_client):
-    u = unique_name("it")
-    f = _stack_file(tmp_path, "p", _remote_stack(u, u, artifact_server.base_url, deploy=False))
+def _saved_plan_of_a_description_change(tmp_path, opts, base_url, u) -> tuple[Path, Path]:
+    """Apply a small stack, edit its connector's description, save `mlsync plan -o`; returns (file, plan)."""
+    f = _stack_file(tmp_path, "p", _remote_stack(u, u, base_url, deploy=False))
     assert run_apply([f], opts)[0] == 0
-    f.write_text(_remote_stack(u, u, artifact_server.base_url, description="v2", deploy=False))
+    f.write_text(_remote_stack(u, u, base_url, description="v2", deploy=False))
     plan_file = tmp_path / "p.plan"
     assert app.plan([str(f)], opts, io.StringIO(), plan_file=str(plan_file)) == 0
+    return f, plan_file
+
+
+def test_out_of_band_change_makes_a_saved_plan_stale(tmp_path, opts, artifact_server, unique_name, os_client):
+    u = unique_name("it")
+    f, plan_file = _saved_plan_of_a_description_change(tmp_path, opts, artifact_server.base_url, u)
     conn_id = next(c for c in replan([f], opts).plan.changes if c.address.kind == "connector").server_id
     os_client.plugins.ml.update_connector(connector_id=conn_id, body={"description": "edited by hand"})
     with pytest.raises(StalePlan, match="stale"):
@@ -273,11 +285,7 @@ def test_saved_plan_is_stale_once_the_state_moved(tmp_path, opts, artifact_serve
     # Terraform's rule: a saved plan applies only to the state serial it was made from. Here the state
     # goes through `state rm` + `import` (same objects, same plan, newer serial) between plan and apply.
     u = unique_name("it")
-    f = _stack_file(tmp_path, "p", _remote_stack(u, u, artifact_server.base_url, deploy=False))
-    assert run_apply([f], opts)[0] == 0
-    f.write_text(_remote_stack(u, u, artifact_server.base_url, description="v2", deploy=False))
-    plan_file = tmp_path / "p.plan"
-    assert app.plan([str(f)], opts, io.StringIO(), plan_file=str(plan_file)) == 0
+    f, plan_file = _saved_plan_of_a_description_change(tmp_path, opts, artifact_server.base_url, u)
     group = next(c for c in replan([f], opts).plan.changes if c.address.kind == "model_group")
     assert app.state("rm", [str(group.address)], opts, io.StringIO(), stack=u) == 0
     assert app.import_(str(group.address), group.server_id, opts, io.StringIO(), stack=u) == 0
@@ -306,21 +314,8 @@ def test_sigkill_between_register_and_wait_then_rerun_has_no_duplicate(tmp_path,
     """A URL registration whose download is slow: kill the apply while it waits on the task, re-run."""
     u = unique_name("it")
     big = artifact_server.make_model_zip(seed=u, payload_size=30_000_000)   # ~30 MB keeps the task busy a while
-    f = _stack_file(tmp_path, "k", f"""
-version: 1
-stack: {u}
-model_groups:
-  - name: {u}-g
-models:
-  - name: {u}-m
-    model_group: {u}-g
-    model_format: TORCH_SCRIPT
-    model_config: {{model_type: bert, embedding_dimension: 4, framework_type: sentence_transformers}}
-    versions:
-      - version: "1"
-        url: {big.url}
-        model_content_hash_value: {big.sha256}
-""")
+    f = _stack_file(tmp_path, "k", _url_model_stack(u, [("1", big.url, big.sha256)]))
+
     env = dict(os.environ, OPENSEARCH_URL=opts.url, CI="1")
     proc = subprocess.Popen([sys.executable, "-m", "mlsync.cli", "apply", "-f", str(f), "--auto-approve"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True)
