@@ -253,14 +253,25 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
     if obj is None:
         kinds = [k for k, p in (("connector", observed.connectors), ("model_group", observed.groups),
                                 ("model", observed.models)) if object_id in p]
-        hint = f" (it is a {kinds[0]})" if kinds else ""
-        raise MlsyncError(f"{address}: no {addr.kind} with id {object_id} on the cluster{hint}")
+        if kinds:
+            raise MlsyncError(f"{address}: {object_id} is a {kinds[0]}, not a {addr.kind}; give the id of the "
+                              f"{addr.kind} this address names")
+        raise MlsyncError(f"{address}: no {addr.kind} with id {object_id} on the cluster")
     if obj.source.get("name") != addr.name:
-        raise MlsyncError(f"{address}: object {object_id} is named {obj.source.get('name')!r}, not {addr.name!r}")
+        raise MlsyncError(f"{address}: {addr.kind} {object_id} is named {obj.source.get('name')!r}, not {addr.name!r}")
     if addr.kind == "model":
         group = observed.groups.get(obj.source.get("model_group_id"))
         if group is None or group.source.get("name") != addr.group:
-            raise MlsyncError(f"{address}: model {object_id} is not in group {addr.group!r}")
+            where = repr(group.source.get("name")) if group else "no existing group"
+            raise MlsyncError(f"{address}: model {object_id} is not in group {addr.group!r} (it is in {where})")
+        remote = (obj.source.get("algorithm") or obj.source.get("function_name") or "").upper() == "REMOTE"
+        if remote and addr.version is not None:
+            raise MlsyncError(f"{address}: model {object_id} is a remote model, whose address has no version label: "
+                              f"{Address('model', addr.name, group=addr.group)}")
+        if not remote and addr.version is None:
+            raise MlsyncError(f"{address}: model {object_id} is a version of a local model (server version "
+                              f"{obj.source.get('model_version')}); its address needs your version label, e.g. "
+                              f"{Address('model', addr.name, group=addr.group, version=str(obj.source.get('model_version')))}")
     store = workflow.state_store(cluster, state_file)
     for _ in range(5):
         st = store.load(stack) or StackState(stack)
@@ -270,6 +281,10 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
         claimed = {r.id: a for a, r in st.resources.items()}
         if object_id in claimed and claimed[object_id] != str(addr):
             raise MlsyncError(f"{object_id} is already managed as {claimed[object_id]}")
+        current = st.resources.get(str(addr))
+        if current is not None and current.id != object_id:
+            raise MlsyncError(f"stack {stack!r} already manages {addr} as {current.id}; run "
+                              f"`mlsync state rm '{addr}'` first if you mean to point it at {object_id}")
         st.resources[str(addr)] = ResourceState(str(addr), addr.kind, object_id,
                                                 server_version=obj.source.get("model_version"))
         try:
