@@ -467,15 +467,20 @@ def export_stack(observed: Observed, *, source: ExportSource, groups: Optional[l
     chosen_ids = {g.id: g for g in chosen}
 
     models_by_group: dict[str, list[ObservedObject]] = {}
+    hidden = 0
     for obj in observed.models.values():
         gid = obj.source.get("model_group_id")
         if obj.source.get("is_hidden"):
-            continue   # system models: not the user's to manage
+            hidden += gid in chosen_ids or not groups   # system models: not the user's to manage
+            continue
         if gid in chosen_ids:
             models_by_group.setdefault(gid, []).append(obj)
         elif not groups and gid not in observed.groups:
             ex.warn(f"model {obj.id} ({obj.source.get('name')!r}) is in no model group that exists "
                     f"(model_group_id {gid!r}); left out")
+
+    if hidden:
+        ex.warn(f"{hidden} hidden (system) model(s) skipped")
 
     # Connectors: every one (or those the chosen groups' models use), one per name.
     used_ids = {o.source.get("connector_id") for objs in models_by_group.values() for o in objs

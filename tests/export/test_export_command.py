@@ -15,7 +15,7 @@ from mlsync.adapter import ConnectionOptions
 from mlsync.errors import MlsyncError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_export import observed  # noqa: E402
+from test_exporter import observed  # noqa: E402
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
 

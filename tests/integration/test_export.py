@@ -138,7 +138,7 @@ def populated(os_client, module_janitor, artifact_server) -> Populated:
                                    "headers": {"k": "${credential.key}"}, "request_body": "{}"}]}})
     p.models["aws"] = _register_remote(ml, jan, {
         "name": f"{u}-aws", "function_name": "remote", "model_group_id": g_remote,
-        "connector_id": p.connectors[f"{u}-conn-aws"]})
+        "connector_id": p.connectors[f"{u}-conn-aws"], "interface": {"output": "not json"}})   # the node takes it
     for key in ("full", "inline"):
         ml.deploy_model(model_id=p.models[key])
         wait_for_model_state(os_client, p.models[key], "DEPLOYED")
@@ -219,6 +219,7 @@ def test_export_round_trips_to_adopt_only_then_no_changes(populated, opts, tmp_p
     assert models[f"{u}-full"]["deploy"] is True and models[f"{u}-aws"]["deploy"] is False
     assert models[f"{u}-disabled"]["is_enabled"] is False
     assert models[f"{u}-full"]["interface"]["input"]["properties"] == {"text": {"type": "string"}}
+    assert "interface" not in models[f"{u}-aws"] and "interface.output is not JSON" in messages
     assert "registered from a URL the server does not keep" in text
     assert "uploaded from a local file whose bytes cannot be read back" in text
 

@@ -356,6 +356,7 @@ def test_hidden_models_and_unexpressible_fields_are_reported_not_exported():
     result = export_stack(observed(models=models), source=SOURCE, groups=["other"])
     assert [m["name"] for m in result.document["models"]] == ["o"]
     assert any("future_field cannot be written in the file" in w for w in result.warnings)
+    assert "1 hidden (system) model(s) skipped" in result.warnings
 
 
 def test_an_interface_that_is_not_json_is_left_out_whole_so_it_stays_unmanaged(tmp_path):
