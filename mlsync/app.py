@@ -168,6 +168,72 @@ def unlock(options, out: TextIO, *, stack: str, force: bool = False, state_file:
     return EXIT_OK
 
 
+def export_(options, out: TextIO, *, groups: Optional[list[str]] = None, stack: Optional[str] = None,
+            output_file: Optional[str] = None, err: Optional[TextIO] = None, now=None) -> int:
+    """`mlsync export`: write the cluster's groups, connectors and models as a desired-state file.
+
+    Everything is read and rendered before anything is written, so a bad `--group` (or any error)
+    leaves `--output FILE` untouched; the file itself is replaced atomically."""
+    import datetime
+
+    from mlsync import __version__, export, workflow
+
+    err = err if err is not None else sys.stderr
+    cluster = workflow.connect(options)
+    observed = cluster.observe()
+    moment = now or datetime.datetime.now(datetime.timezone.utc)
+    source = export.ExportSource(cluster=_public_url(getattr(options, "url", None) or ""),
+                                 cluster_version=observed.cluster_version,
+                                 exported_at=moment.strftime("%Y-%m-%dT%H:%M:%SZ"), tool_version=__version__)
+    result = export.export_stack(observed, source=source, groups=groups, stack=stack)
+    text = result.text()
+    if output_file:
+        _write_atomically(output_file, text)
+    else:
+        out.write(text)
+    for warning in result.warnings:
+        print(paint("warning:", "33", err) + " " + warning, file=err)
+    c = result.counts
+    print(f"Exported {plural(c['connectors'], 'connector')}, {plural(c['model_groups'], 'model group')}, "
+          f"{plural(c['models'], 'model')} ({plural(c['versions'], 'version')}) as stack {result.stack!r}"
+          + (f" to {output_file}" if output_file else "") + ".", file=err)
+    if result.env_vars:
+        print("Set the credential variables before planning: " + " ".join(result.env_vars), file=err)
+    return EXIT_OK
+
+
+def _public_url(url: str) -> str:
+    """The cluster URL for a file header: no user:password, no query string."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", "")) or url
+
+
+def _write_atomically(path: str, text: str) -> None:
+    import tempfile
+
+    from mlsync.errors import MlsyncError
+
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".mlsync-export-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it 0600; give it a normal file's mode
+        os.replace(tmp, path)
+    except OSError as exc:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise MlsyncError(f"{path}: cannot write the export ({exc.strerror or exc})") from None
+
+
 def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
             state_file: Optional[str] = None) -> int:
     """`mlsync import ADDRESS ID`: adopt one existing object into the stack's state."""
@@ -187,14 +253,25 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
     if obj is None:
         kinds = [k for k, p in (("connector", observed.connectors), ("model_group", observed.groups),
                                 ("model", observed.models)) if object_id in p]
-        hint = f" (it is a {kinds[0]})" if kinds else ""
-        raise MlsyncError(f"{address}: no {addr.kind} with id {object_id} on the cluster{hint}")
+        if kinds:
+            raise MlsyncError(f"{address}: {object_id} is a {kinds[0]}, not a {addr.kind}; give the id of the "
+                              f"{addr.kind} this address names")
+        raise MlsyncError(f"{address}: no {addr.kind} with id {object_id} on the cluster")
     if obj.source.get("name") != addr.name:
-        raise MlsyncError(f"{address}: object {object_id} is named {obj.source.get('name')!r}, not {addr.name!r}")
+        raise MlsyncError(f"{address}: {addr.kind} {object_id} is named {obj.source.get('name')!r}, not {addr.name!r}")
     if addr.kind == "model":
         group = observed.groups.get(obj.source.get("model_group_id"))
         if group is None or group.source.get("name") != addr.group:
-            raise MlsyncError(f"{address}: model {object_id} is not in group {addr.group!r}")
+            where = repr(group.source.get("name")) if group else "no existing group"
+            raise MlsyncError(f"{address}: model {object_id} is not in group {addr.group!r} (it is in {where})")
+        remote = (obj.source.get("algorithm") or obj.source.get("function_name") or "").upper() == "REMOTE"
+        if remote and addr.version is not None:
+            raise MlsyncError(f"{address}: model {object_id} is a remote model, whose address has no version label: "
+                              f"{Address('model', addr.name, group=addr.group)}")
+        if not remote and addr.version is None:
+            raise MlsyncError(f"{address}: model {object_id} is a version of a local model (server version "
+                              f"{obj.source.get('model_version')}); its address needs your version label, e.g. "
+                              f"{Address('model', addr.name, group=addr.group, version=str(obj.source.get('model_version')))}")
     store = workflow.state_store(cluster, state_file)
     for _ in range(5):
         st = store.load(stack) or StackState(stack)
@@ -204,6 +281,10 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
         claimed = {r.id: a for a, r in st.resources.items()}
         if object_id in claimed and claimed[object_id] != str(addr):
             raise MlsyncError(f"{object_id} is already managed as {claimed[object_id]}")
+        current = st.resources.get(str(addr))
+        if current is not None and current.id != object_id:
+            raise MlsyncError(f"stack {stack!r} already manages {addr} as {current.id}; run "
+                              f"`mlsync state rm '{addr}'` first if you mean to point it at {object_id}")
         st.resources[str(addr)] = ResourceState(str(addr), addr.kind, object_id,
                                                 server_version=obj.source.get("model_version"))
         try:

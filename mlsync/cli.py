@@ -107,7 +107,11 @@ def schema(ctx: click.Context) -> None:
 
 
 def cluster_options(fn: Callable) -> Callable:
-    """Connection options (SPEC §2). Built into `ConnectionOptions` by `_connection()`."""
+    """Connection options (SPEC §2) and --state-file. Built into `ConnectionOptions` by `_connection()`."""
+    return _connection_options(fn, with_state_file=True)
+
+
+def _connection_options(fn: Callable, *, with_state_file: bool = False) -> Callable:
     opts = [
         click.option("--url", envvar="OPENSEARCH_URL", default="http://localhost:9200", show_default=True,
                      help="Cluster URL (env OPENSEARCH_URL)."),
@@ -118,9 +122,10 @@ def cluster_options(fn: Callable) -> Callable:
         click.option("--aws-region", help="Sign requests with AWS SigV4 for this region (needs mlsync[aws])."),
         click.option("--aws-service", type=click.Choice(["es", "aoss"]), default="es", show_default=True,
                      help="AWS service: es (managed domains) or aoss (serverless)."),
-        click.option("--state-file", type=click.Path(dir_okay=False),
-                     help="Keep the stack's state in this local JSON file instead of the cluster."),
     ]
+    if with_state_file:
+        opts.append(click.option("--state-file", type=click.Path(dir_okay=False),
+                                 help="Keep the stack's state in this local JSON file instead of the cluster."))
     for opt in reversed(opts):
         fn = opt(fn)
     return fn
@@ -236,6 +241,23 @@ def unlock(ctx: click.Context, stack, force, **kw) -> None:
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.unlock(_connection(kw), sys.stdout, stack=stack, force=force, state_file=state_file))
+
+
+@main.command("export")
+@click.option("--group", "groups", multiple=True, metavar="NAME",
+              help="Export only this model group (and the connectors its models use); repeatable. Default: all.")
+@click.option("--stack", help="Stack name in the file. Default: the group's name with one --group, else 'exported'.")
+@click.option("--output", "output_file", type=click.Path(dir_okay=False),
+              help="Write the file here (replaced atomically) instead of to stdout.")
+@_connection_options
+@click.pass_context
+def export_command(ctx: click.Context, groups, stack, output_file, **kw) -> None:
+    """Write the cluster's model groups, connectors and models as a desired-state file (credentials as
+    ${env:...} placeholders: the server never returns them)."""
+    from mlsync import app
+
+    run(ctx, lambda: app.export_(_connection(kw), sys.stdout, groups=list(groups), stack=stack,
+                                 output_file=output_file))
 
 
 @main.command("import")

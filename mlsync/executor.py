@@ -831,8 +831,10 @@ class _Run:
             self._step(change, "adopt", lambda: oid, lambda _: f"id {oid}")
             with self.mutex:
                 rs = self.state.resources.get(addr)
+            # The planner took an adopted connector's unreadable credential to be the file's. Fingerprint it
+            # with this state's key: the plan's fingerprint was keyed with a throwaway key when no state existed.
             self._record(change, oid, applied=after_fp, cred_fp=rs.credential_fingerprint if rs else
-                         change.credential_fingerprint)
+                         self._cred_fp(change, cred) if cred else change.credential_fingerprint)
 
     def _body_or_fail(self, change: ResourceChange, *, update: bool = False) -> dict:
         try:
@@ -912,7 +914,11 @@ class _Run:
         if version is None:
             doc = self._retry(lambda: self.cluster.get_model(model_id)) or {}
             version = doc.get("model_version")
-        sent_cred = cred if Action.UPDATE in acts and isinstance(after.get("connector"), dict) else None
+        sent_cred = cred if isinstance(after.get("connector"), dict) and Action.UPDATE in acts else None
+        with self.mutex:
+            rs = self.state.resources.get(addr)
+        if sent_cred is None and Action.ADOPT in acts and not (rs and rs.credential_fingerprint):
+            sent_cred = cred   # adopted: its inline credential is taken to be the file's, as for connectors
         self._record(change, model_id, server_version=version, applied=after_fp,
                      cred_fp=self._cred_fp(change, sent_cred))
 

@@ -190,6 +190,15 @@ def _guardrails(g: Optional[dict]) -> Optional[dict]:
     return _drop_none(out)
 
 
+def _deploy_setting(ds: Optional[dict]) -> Optional[dict]:
+    if not ds:
+        return None
+    out = _drop_none(dict(ds))
+    if out.get("model_ttl_minutes") == -1:
+        out.pop("model_ttl_minutes")   # the server fills -1 ("no TTL") when none is sent
+    return out or None
+
+
 def model_form(raw: dict, *, connector_name: Optional[str] = None) -> dict:
     """Comparable form of a model version.
 
@@ -204,9 +213,7 @@ def model_form(raw: dict, *, connector_name: Optional[str] = None) -> dict:
         connector = connector_form(raw["connector"], access_control=False, inline=True)
     elif connector is None and isinstance(raw.get("connector"), str):
         connector = raw["connector"]
-    deploy_setting = raw.get("deploy_setting") or None
-    if deploy_setting:
-        deploy_setting = _drop_none(dict(deploy_setting)) or None
+    deploy_setting = _deploy_setting(raw.get("deploy_setting"))
     form = {
         "name": raw.get("name"),
         "description": raw.get("description") or None,

@@ -7,6 +7,7 @@ so these tests pin the executor's behaviour independently of the normaliser.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -364,6 +365,28 @@ def test_adopt_records_the_id_without_calls_and_adopt_update_updates(run, fake, 
     assert mutating(fake) == ["update_group"]
     state = store.load(STACK)
     assert state.resources['connector["c1"]'].id == cid and state.resources['model_group["g1"]'].id == gid
+
+
+def test_adopt_on_a_fresh_state_fingerprints_credentials_with_the_states_key(run, fake, store):
+    # The plan was made before any state existed (its fingerprints used a throwaway key); what the
+    # state records must be keyed with the state's own key, or the next plan sees a credential change.
+    cid = fake.create_connector({"name": "c1", "version": "1", "protocol": "http", "credential": {"k": "v"},
+                                 "actions": [{"action_type": "PREDICT", "method": "POST", "url": "http://x"}]})
+    gid = fake.create_group({"name": "g1"})
+    inline = {"protocol": "http", "actions": [{"action_type": "PREDICT", "method": "POST", "url": "http://x"}]}
+    mid = fake.register_model({"name": "r", "function_name": "remote", "model_group_id": gid,
+                               "connector": {**inline, "credential": {"k": "v"}}}).model_id
+    throwaway = fingerprint(CRED, "another-key")
+    res = run(dataclasses.replace(connector("c1", Action.ADOPT, server_id=cid), credential_fingerprint=throwaway),
+              group("g1", Action.ADOPT, server_id=gid),
+              dataclasses.replace(remote_model("g1", "r", inline, Action.ADOPT, server_id=mid),
+                                  credential_fingerprint=throwaway),
+              credentials={'connector["c1"]': CRED, 'model["g1"]["r"]': CRED})
+    assert res.ok, res.errors
+    state = store.load(STACK)
+    expected = fingerprint(CRED, state.fingerprint_key)
+    assert state.resources['connector["c1"]'].credential_fingerprint == expected
+    assert state.resources['model["g1"]["r"]'].credential_fingerprint == expected
 
 
 # --------------------------------------------------------------------------- crash safety

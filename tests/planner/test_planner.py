@@ -288,3 +288,17 @@ def test_prevent_destroy_on_a_model_without_group_also_guards_its_implicit_group
         d["models"][0].pop("model_group")
     res = {str(r.address): r for r in desired(mutate).resources.values()}
     assert res['model_group["r"]'].implicit and res['model_group["r"]'].prevent_destroy
+
+
+@pytest.mark.parametrize("file_setting, server_setting, changed", [
+    ({"is_auto_deploy_enabled": False}, {"is_auto_deploy_enabled": False, "model_ttl_minutes": -1}, False),
+    ({"is_auto_deploy_enabled": True}, {"is_auto_deploy_enabled": False, "model_ttl_minutes": -1}, True),
+    ({"model_ttl_minutes": 5}, {"model_ttl_minutes": 5}, False),
+    ({"model_ttl_minutes": 5}, {"model_ttl_minutes": -1}, True),
+])
+def test_deploy_setting_without_a_ttl_matches_the_servers_minus_one(file_setting, server_setting, changed):
+    # The server fills model_ttl_minutes: -1 ("no TTL") when none is sent; found by the export round trip.
+    p = plan(desired(lambda d: d["models"][0].update(deploy_setting=file_setting)),
+             observed(remote={**REMOTE_SRC, "deploy_setting": server_setting}), managed_state())
+    change = next(c for c in p.changes if str(c.address) == ADDR_R)
+    assert bool(change.field_changes) is changed, change.field_changes
