@@ -38,8 +38,9 @@ def print_problems(problems: list, err: TextIO) -> None:
         print(text, file=err)
 
 
-def validate(paths: list[str], out: TextIO, err: Optional[TextIO] = None) -> int:
-    """`mlsync validate`: schema and semantic checks, offline. Prints a one-line summary or the problems."""
+def validate(paths: list[str], out: TextIO, err: Optional[TextIO] = None, label: str = "") -> int:
+    """`mlsync validate`: schema and semantic checks, offline. Prints a one-line summary or the problems
+    (the summary starts with `label: ` when one is given)."""
     from mlsync.config import load
     from mlsync.errors import ConfigError
 
@@ -55,8 +56,15 @@ def validate(paths: list[str], out: TextIO, err: Optional[TextIO] = None) -> int
                f"{plural(len(stack.all_model_groups()), 'model group')}, "
                f"{plural(versions, 'model version')} in {plural(len(cfg.sources), 'file')} "
                f"(stack {stack.stack})")
-    print(paint("valid:", "32", out) + " " + summary, file=out)
+    print((f"{label}: " if label else "") + paint("valid:", "32", out) + " " + summary, file=out)
     return EXIT_OK
+
+
+def validate_each(paths: list[str], out: TextIO, err: Optional[TextIO] = None) -> int:
+    """`mlsync validate FILE...`: every file as a stack of its own (what a pre-commit hook passes);
+    exit 1 when any of them is invalid. Problems already name their file; summaries get it as a label."""
+    codes = [validate([path], out, err, label=path) for path in paths]
+    return max(codes, default=EXIT_OK)
 
 
 def schema_text() -> str:

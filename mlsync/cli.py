@@ -85,12 +85,23 @@ def files_option(fn: Callable) -> Callable:
 
 @main.command()
 @files_option
+@click.argument("separate", nargs=-1, metavar="[FILE]...")
 @click.pass_context
-def validate(ctx: click.Context, files: tuple[str, ...]) -> None:
-    """Check the desired-state files offline: schema and cross-field rules. Contacts no cluster."""
+def validate(ctx: click.Context, files: tuple[str, ...], separate: tuple[str, ...]) -> None:
+    """Check the desired-state files offline: schema and cross-field rules. Contacts no cluster.
+
+    -f files are merged into one stack (overlays). FILE arguments are each checked as a stack of
+    their own, which is how a pre-commit hook passes the changed files.
+    """
     from mlsync import app
 
-    run(ctx, app.validate, list(files) or ["."], sys.stdout, sys.stderr)
+    if separate and files:
+        raise click.UsageError("give -f files (merged into one stack) or FILE arguments (each checked on its own), "
+                               "not both")
+    if separate:
+        run(ctx, app.validate_each, list(separate), sys.stdout, sys.stderr)
+    else:
+        run(ctx, app.validate, list(files) or ["."], sys.stdout, sys.stderr)
 
 
 @main.command()

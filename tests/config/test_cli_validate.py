@@ -132,3 +132,29 @@ def test_cli_import_stays_light() -> None:
             "'opensearchpy', 'deepdiff') if m in sys.modules]; print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_validate_file_arguments_are_each_checked_on_their_own(runner: CliRunner, in_tmp) -> None:
+    # What a pre-commit hook passes: several unrelated stacks, which must not be merged as overlays.
+    (in_tmp / "a.yaml").write_text(VALID)
+    (in_tmp / "b.yaml").write_text(y("version: 1", "stack: other", "model_groups: [{name: h}, {name: i}]"))
+    result = runner.invoke(main, ["validate", "a.yaml", "b.yaml"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("a.yaml: valid: 0 connectors, 1 model group, 0 model versions in 1 file (stack cli)\n"
+                             "b.yaml: valid: 0 connectors, 2 model groups, 0 model versions in 1 file (stack other)\n")
+
+
+def test_validate_file_arguments_exit_1_when_any_is_invalid(runner: CliRunner, in_tmp) -> None:
+    (in_tmp / "ok.yaml").write_text(VALID)
+    (in_tmp / "bad.yaml").write_text(y("version: 1", "stack: s", "model_groups:", "  - name: g", "    acces_mode: public"))
+    result = runner.invoke(main, ["validate", "bad.yaml", "ok.yaml"])
+    assert result.exit_code == 1
+    assert result.stdout.startswith("ok.yaml: valid: ")          # the later file is still checked
+    assert result.stderr.startswith("bad.yaml:5:5: model_groups[0].acces_mode: unknown key 'acces_mode'")
+
+
+def test_validate_refuses_file_arguments_mixed_with_f(runner: CliRunner, in_tmp) -> None:
+    (in_tmp / "ok.yaml").write_text(VALID)
+    result = runner.invoke(main, ["validate", "-f", "ok.yaml", "ok.yaml"])
+    assert result.exit_code == 2
+    assert "not both" in result.stderr
