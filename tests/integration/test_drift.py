@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from helpers import wait_for_model_state
 from mlsync import app
 from stack_helpers import destroy, remote_stack, replan, run_apply, stack_file
 
@@ -37,6 +38,14 @@ def items(doc: dict, kind: str) -> list[dict]:
 def assert_clean(files, opts) -> None:
     code, doc = drift_doc(files, opts)
     assert code == 0 and doc["clean"] and not doc["drift"] and not doc["pending"], doc
+
+
+def assert_plan_shows_drift(files, opts, address: str) -> None:
+    """`mlsync plan` lists the same drift in its "Changed outside mlsync" section."""
+    out = io.StringIO()
+    app.plan([str(f) for f in files], opts, out)
+    section = out.getvalue().split("Changed outside mlsync", 1)
+    assert len(section) == 2 and f"! {address}:" in section[1], out.getvalue()
 
 
 def apply_corrects(files, opts) -> None:
@@ -74,6 +83,7 @@ def test_edited_out_of_band_is_drift_field_by_field_and_a_file_edit_is_pending(s
     code, doc = drift_doc([f], opts)
     assert code == 2 and not doc["pending"]
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"], item["server_id"]) == ("edited", address(u, "connector"), ids["connector"])
     assert item["before_is"] == "last_applied" and item["apply_actions"] == ["update"]
     assert {(x["path"], x["before"], x["now"]) for x in item["fields"]} == {
@@ -105,6 +115,7 @@ def test_deleted_out_of_band_is_drift_and_apply_registers_it_again(stack, opts, 
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"], item["server_id"]) == ("deleted", address(u, "model"), ids["model"])
     assert item["apply_actions"] == ["register"]
     apply_corrects([f], opts)
@@ -118,6 +129,7 @@ def test_undeployed_out_of_band_is_drift(stack, opts, os_client):
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"], item["apply_actions"]) == ("undeployed", address(u, "model"), ["deploy"])
     assert item["details"]["model_state"] == "UNDEPLOYED"
     apply_corrects([f], opts)
@@ -131,6 +143,7 @@ def test_deploy_failed_is_drift(stack, opts, os_client, sync_up_paused):
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"], item["apply_actions"]) == ("deploy_failed", address(u, "model"), ["deploy"])
     apply_corrects([f], opts)   # deploying again writes DEPLOYED even with the sync-up job paused
     destroy([f], opts)
@@ -160,10 +173,12 @@ def test_deployed_by_a_predict_calls_auto_deploy_is_drift(stack, opts, os_client
     f, ids, u = stack(deploy=False)
     if not _auto_deploy_by_predict(os_client, ids["model"]):
         os_client.plugins.ml.deploy_model(model_id=ids["model"])
-    assert os_client.plugins.ml.get_model(model_id=ids["model"])["model_state"] in ("DEPLOYED", "DEPLOYING")
+    # the auto-deploy Predict triggers is asynchronous: the document follows within moments
+    wait_for_model_state(os_client, ids["model"], "DEPLOYED", timeout=20)
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"], item["apply_actions"]) == ("deployed", address(u, "model"), ["undeploy"])
     apply_corrects([f], opts)
     assert os_client.plugins.ml.get_model(model_id=ids["model"])["model_state"] == "UNDEPLOYED"
@@ -179,6 +194,7 @@ def test_unmanaged_version_in_a_managed_group_is_drift_that_apply_leaves_alone(s
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"], item["server_id"]) == ("unmanaged_version", address(u, "model_group"), extra)
     assert item["server_version"] == "2" and not item["fixed_by_apply"] and item["apply_actions"] == []
     planned = replan([f], opts)
@@ -198,6 +214,7 @@ def test_rotated_credential_is_drift_and_never_printed(stack, opts, monkeypatch)
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
+    assert_plan_shows_drift([f], opts, item["address"])
     assert (item["kind"], item["address"]) == ("credential", address(u, "connector"))
     assert item["fields"] == [{"path": "credential", "before": "(sensitive)", "now": "(sensitive)", "sensitive": True}]
     for fmt in ("text", "json", "markdown"):
