@@ -49,9 +49,13 @@ def destroy_leftovers(opts, monkeypatch):
 
 @pytest.fixture
 def sync_up_paused(os_client):
-    """Stops ML Commons' sync-up job (it would rewrite model_state within seconds) for one test."""
+    """Stops ML Commons' sync-up job (it would rewrite model_state within seconds) for one test.
+
+    The node is shared: when another run's pause is in flight, `before` reads "0". Restoring that
+    would leave the job off for good once the other run has restored its own value (seen: the node
+    sat at 0), so a paused value is restored as unset (the node's default) instead."""
     key = "plugins.ml_commons.sync_up_job_interval_in_seconds"
     before = os_client.cluster.get_settings(flat_settings=True)["persistent"].get(key)
     os_client.cluster.put_settings(body={"persistent": {key: 0}})
     yield
-    os_client.cluster.put_settings(body={"persistent": {key: before}})
+    os_client.cluster.put_settings(body={"persistent": {key: None if str(before) == "0" else before}})

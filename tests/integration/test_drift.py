@@ -169,9 +169,10 @@ def _auto_deploy_by_predict(os_client, model_id: str) -> bool:
     return True
 
 
-def test_deployed_by_a_predict_calls_auto_deploy_is_drift(stack, opts, os_client):
+@pytest.mark.parametrize("how", ["deploy call", "predict with auto-deploy"])
+def test_deployed_although_the_file_says_deploy_false_is_drift(how, stack, opts, os_client):
     f, ids, u = stack(deploy=False)
-    if not _auto_deploy_by_predict(os_client, ids["model"]):
+    if how == "deploy call" or not _auto_deploy_by_predict(os_client, ids["model"]):
         os_client.plugins.ml.deploy_model(model_id=ids["model"])
     # the auto-deploy Predict triggers is asynchronous: the document follows within moments
     wait_for_model_state(os_client, ids["model"], "DEPLOYED", timeout=20)
