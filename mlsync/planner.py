@@ -246,9 +246,9 @@ def _plan_group(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     reason = "; ".join(filter(None, [
         "unmanaged group with the same name" if not managed else "",
         ("fields differ: " + ", ".join(f.path for f in fields)) if fields else ""])) or "up to date"
+    edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
     return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), reason, server_id=obj.id, before=cmp,
-                          after=after, field_changes=fields, drift=managed and bool(fields) and _drift(ctx, r.address, cmp, after),
-                          depends_on=r.depends_on)
+                          after=after, field_changes=fields, drift=edited, depends_on=r.depends_on)
 
 
 # --- models ------------------------------------------------------------------------------------
