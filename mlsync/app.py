@@ -98,14 +98,17 @@ def plan(paths: list[str], options, out: TextIO, *, output: str = "text", plan_f
 
 
 def drift(paths: list[str], options, out: TextIO, *, output: str = "text", state_file: Optional[str] = None) -> int:
-    """`mlsync drift`: exit 2 when the cluster differs from the file (or from what was last applied)."""
-    from mlsync import workflow
+    """`mlsync drift`: report what changed on the cluster (drift) and in the file (pending) since the last
+    apply; exit 2 when anything did, 0 when clean (docs/drift.md)."""
+    from mlsync import drift as drift_report, render, workflow
+    from mlsync.render import drift as render_drift
 
     desired = workflow.load_desired(paths)
     cluster = workflow.connect(options)
     planned = workflow.plan_for(desired, cluster, workflow.state_store(cluster, state_file))
-    out.write(_render(planned.plan, output, out))
-    return EXIT_CHANGES if planned.plan.has_changes else EXIT_OK
+    report = drift_report.build(planned.plan, planned.state, planned.observed)
+    out.write(render_drift.render(report, output, color=output == "text" and render.use_color(out)))
+    return report.exit_code
 
 
 def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = None, auto_approve: bool = False,

@@ -150,8 +150,12 @@ def _connection(kw: dict):
                              aws_region=kw.pop("aws_region"), aws_service=kw.pop("aws_service"))
 
 
-OUTPUT = click.option("--output", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
-                      help="How to print the plan.")
+def output_option(what: str) -> Callable:
+    return click.option("--output", type=click.Choice(["text", "json", "markdown"]), default="text",
+                        show_default=True, help=f"How to print the {what}.")
+
+
+OUTPUT = output_option("plan")
 
 
 @main.command()
@@ -215,10 +219,12 @@ main.command("destroy", help="Delete everything the stack manages, dependents fi
 @main.command()
 @files_option
 @cluster_options
-@OUTPUT
+@output_option("report")
 @click.pass_context
 def drift(ctx: click.Context, files, output, **kw) -> None:
-    """Exit 2 when the cluster no longer matches the files (0 when it does, 1 on error)."""
+    """Report what changed on the cluster, and in the files, since the last apply.
+
+    Exit 0 when nothing did, 2 when something did (drift or pending file changes), 1 on error."""
     from mlsync import app
 
     state_file = kw.pop("state_file")

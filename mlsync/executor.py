@@ -31,6 +31,7 @@ An ambiguous failure (no response, 5xx) re-observes the same way before it re-se
 
 from __future__ import annotations
 
+import copy
 import getpass
 import hashlib
 import math
@@ -441,9 +442,12 @@ class _Run:
         """Record the address as managed (and close its journal entry) in one save."""
         addr = str(change.address)
         with self.mutex:
-            self.state.resources[addr] = ResourceState(address=addr, kind=change.address.kind, id=object_id,
-                                                       server_version=server_version, applied_fingerprint=applied,
-                                                       credential_fingerprint=cred_fp)
+            prev = self.state.resources.get(addr)
+            self.state.resources[addr] = ResourceState(
+                address=addr, kind=change.address.kind, id=object_id, server_version=server_version,
+                applied_fingerprint=applied, credential_fingerprint=cred_fp,
+                applied_form=self._applied_form(change, applied),
+                applied_deploy=prev.applied_deploy if prev is not None and prev.id == object_id else None)
             if drop is not None:
                 self._drop(drop, save=False)
             if replaced and replaced != object_id and not any(
@@ -461,6 +465,27 @@ class _Run:
                 self.refs[addr] = object_id
             else:
                 self.model_ids[addr] = object_id
+
+    def _applied_form(self, change: ResourceChange, applied: Optional[str]) -> Optional[dict]:
+        """The form just applied, kept so that `mlsync drift` can tell cluster edits from file edits."""
+        if applied is None or change.after is None or applied != self.digest(change.after):
+            return None
+        return copy.deepcopy(change.after)
+
+    def _record_deploy_states(self) -> None:
+        """After the deploy phase: the deploy state the file asked for is what each model that did not
+        fail now has (what `mlsync drift` compares a changed deploy flag against)."""
+        with self.mutex:
+            dirty = False
+            for c in self.plan.changes:
+                rs = self.state.resources.get(str(c.address))
+                if (c.kind != "model" or Action.DELETE in c.actions or str(c.address) in self.failed or rs is None
+                        or rs.applied_deploy == bool(c.deploy)):
+                    continue
+                rs.applied_deploy = bool(c.deploy)
+                dirty = True
+            if dirty:
+                self._save()
 
     def _forget(self, address: str) -> None:
         with self.mutex:
@@ -1092,6 +1117,7 @@ class _Run:
                 rs = self.state.resources.get(str(change.address))
                 if rs is not None and rs.id == model_id:
                     rs.applied_fingerprint = self.digest(change.after)
+                    rs.applied_form = self._applied_form(change, rs.applied_fingerprint)
                     self._save()
         self._parallel(list(self.fixups), fixup)
 
@@ -1131,6 +1157,7 @@ class _Run:
         self._parallel(items, deploy)
         if not self.abort.is_set():
             self._settle(c for c in self.plan.changes if c.kind == "model" and Action.DELETE not in c.actions)
+            self._record_deploy_states()
 
     # ------------------------------------------------------------------ h. deletes
 

@@ -33,6 +33,9 @@ MODEL_UNSET_IS_UNMANAGED = ("description", "is_enabled", "rate_limiter", "interf
 GROUP_UNSET_IS_UNMANAGED = ("description",)
 CONNECTOR_UNSET_IS_UNMANAGED = ("description", "client_config")
 _KIND_ORDER = {"connector": 0, "model_group": 1, "model": 2}
+# The server never returns a credential: only its keyed fingerprint tells that it moved, and then
+# mlsync cannot say whether the file or the environment it reads (`${env:...}`) changed.
+CREDENTIAL_REASON = "credential differs from the one last applied (rotated in the file or its environment)"
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
     model_changes = _redeploy_for_connector_updates(ctx, connector_changes, model_changes)
     changes = [*connector_changes.values(), *group_changes.values(), *model_changes.values()]
     changes += _plan_deletes(ctx, wanted)
-    _check_unmanaged_versions(ctx, wanted)
+    changes = _check_unmanaged_versions(ctx, changes)
 
     if ctx.errors:
         raise PlanError(ctx.errors)
@@ -153,9 +156,29 @@ def _access_check(ctx: _Ctx, r: DesiredResource, enabled: bool, what: str) -> di
     return _strip_access(form)
 
 
-def _drift(ctx: _Ctx, address: Address, observed_cmp: dict) -> bool:
-    rs = ctx.state.resources.get(str(address))
-    return bool(rs and rs.applied_fingerprint and rs.applied_fingerprint != normalize.digest(observed_cmp))
+def cluster_changed(rs, observed_cmp: dict, desired_form: dict) -> bool:
+    """Did the live object change since the last apply? Compared with the form last applied when the
+    state has it (only the fields the file still manages), else with its fingerprint."""
+    if rs is None:
+        return False
+    if rs.applied_form is not None:
+        return applied_baseline(rs.applied_form, observed_cmp, desired_form) != observed_cmp
+    return bool(rs.applied_fingerprint) and rs.applied_fingerprint != normalize.digest(observed_cmp)
+
+
+def applied_baseline(applied_form: dict, observed_cmp: dict, desired_form: dict) -> dict:
+    """The last applied form restricted to fields still compared: a field neither the cluster's
+    comparable form nor the file has is no longer managed (see *_UNSET_IS_UNMANAGED)."""
+    return {k: v for k, v in applied_form.items() if k in observed_cmp or k in desired_form}
+
+
+def deploy_drifted(rs, deploy: bool) -> bool:
+    """A deploy mismatch is drift unless the file's deploy flag changed since the last apply."""
+    return rs is not None and (rs.applied_deploy is None or rs.applied_deploy == bool(deploy))
+
+
+def _drift(ctx: _Ctx, address: Address, observed_cmp: dict, desired_form: dict) -> bool:
+    return cluster_changed(ctx.state.resources.get(str(address)), observed_cmp, desired_form)
 
 
 # --- connectors --------------------------------------------------------------------------------
@@ -181,9 +204,11 @@ def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     fields = list(diff_forms(cmp, after))
     rs = ctx.state.resources.get(str(r.address))
     reasons = []
-    if managed and rs and rs.credential_fingerprint != cred_fp:
+    cred_drift = bool(managed and rs and rs.credential_fingerprint != cred_fp)
+    edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
+    if cred_drift:
         fields.append(FieldChange("credential", MASK, MASK, sensitive=True))
-        reasons.append("credential changed in the file")
+        reasons.append(CREDENTIAL_REASON)
     if not managed:
         # The server never returns credentials, so an adopted connector's cannot be checked; it is
         # recorded as the file's and pushed at the next change of the file's credential.
@@ -196,7 +221,7 @@ def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
         reasons.insert(0, "unmanaged connector with the same name")
     return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), "; ".join(reasons) or "up to date",
                           server_id=obj.id, before=cmp, after=after, field_changes=tuple(fields),
-                          drift=managed and _drift(ctx, r.address, cmp), depends_on=r.depends_on,
+                          drift=edited or cred_drift, depends_on=r.depends_on,
                           credential_fingerprint=cred_fp)
 
 
@@ -221,9 +246,9 @@ def _plan_group(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     reason = "; ".join(filter(None, [
         "unmanaged group with the same name" if not managed else "",
         ("fields differ: " + ", ".join(f.path for f in fields)) if fields else ""])) or "up to date"
+    edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
     return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), reason, server_id=obj.id, before=cmp,
-                          after=after, field_changes=fields, drift=managed and _drift(ctx, r.address, cmp),
-                          depends_on=r.depends_on)
+                          after=after, field_changes=fields, drift=edited, depends_on=r.depends_on)
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -272,7 +297,9 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
         cmp["is_enabled"] = True   # an absent is_enabled on the server means enabled
     fields = list(diff_forms(cmp, after, replace_fields=normalize.MODEL_REPLACE_FIELDS))
     rs = ctx.state.resources.get(str(r.address))
-    if fp and managed and rs and rs.credential_fingerprint != fp:
+    edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
+    cred_drift = bool(fp and managed and rs and rs.credential_fingerprint != fp)
+    if cred_drift:
         fields.append(FieldChange("connector.credential", MASK, MASK, sensitive=True))
     deployed = normalize.is_deployed(src)
     function = after.get("function_name")
@@ -295,14 +322,18 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     else:
         if fields:
             actions.append(Action.UPDATE)
-            reasons.append("fields differ: " + ", ".join(f.path for f in fields))
+        if any(not f.sensitive for f in fields):
+            reasons.append("fields differ: " + ", ".join(f.path for f in fields if not f.sensitive))
         if r.deploy and not deployed:
             actions.append(Action.DEPLOY)
             reasons.append("not deployed" + (f" (state {src.get('model_state')})" if src.get("model_state") else ""))
         elif not r.deploy and deployed:
             actions.append(Action.UNDEPLOY)
             reasons.append(f"deployed (state {src.get('model_state')}) but the file says deploy: false")
-    drift = managed and (_drift(ctx, r.address, cmp) or (rs is not None and bool(r.deploy) != deployed and not fields))
+    deploy_drift = managed and not replace and bool(r.deploy) != deployed and deploy_drifted(rs, bool(r.deploy))
+    if cred_drift:
+        reasons.append(CREDENTIAL_REASON)
+    drift = bool(edited or cred_drift or deploy_drift)
     return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), "; ".join(reasons) or "up to date",
                           server_id=obj.id, server_version=src.get("model_version"), before=cmp, after=after,
                           field_changes=tuple(fields), drift=drift, depends_on=r.depends_on, deploy=r.deploy,
@@ -403,14 +434,36 @@ def _plan_deletes(ctx: _Ctx, wanted: dict) -> list[ResourceChange]:
     return out
 
 
-def _check_unmanaged_versions(ctx: _Ctx, wanted: dict) -> None:
-    """Report versions inside a managed group that this stack does not manage (drift, never touched)."""
-    group_ids = {i: a for a, i in ctx.ids.items() if a.startswith("model_group[")}
-    matched = set(ctx.ids.values()) | ctx.claimed
-    by_group: dict[str, list[str]] = {}
-    for mid, o in ctx.observed.models.items():
+def unmanaged_versions(observed: Observed, group_ids: dict[str, str], known: set[str]) -> dict[str, list[ObservedObject]]:
+    """group address -> the model versions in that group (`group_ids`: server id -> address) whose ids
+    are not in `known` (the ids some address of the stack manages or matches), sorted by id."""
+    out: dict[str, list[ObservedObject]] = {}
+    for mid, o in sorted(observed.models.items()):
         gid = o.source.get("model_group_id")
-        if gid in group_ids and mid not in matched:
-            by_group.setdefault(group_ids[gid], []).append(f"{mid} (version {o.source.get('model_version')})")
-    for gaddr, items in sorted(by_group.items()):
-        ctx.warnings.append(f"{gaddr}: holds {len(items)} model version(s) mlsync does not manage: {', '.join(sorted(items))}")
+        if gid in group_ids and mid not in known:
+            out.setdefault(group_ids[gid], []).append(o)
+    return out
+
+
+def unmanaged_note(objs: list[ObservedObject]) -> str:
+    items = ", ".join(f"{o.id} ({o.source.get('name')!r}, version {o.source.get('model_version')})" for o in objs)
+    return f"holds {len(objs)} model version(s) mlsync does not manage: {items}"
+
+
+def _check_unmanaged_versions(ctx: _Ctx, changes: list[ResourceChange]) -> list[ResourceChange]:
+    """Versions inside a group that this stack does not manage are never touched. In a group the stack
+    manages they appeared outside mlsync: drift on the group's change. In a group being adopted they
+    were there before: a warning."""
+    group_ids = {i: a for a, i in ctx.ids.items() if a.startswith("model_group[")}
+    extra = unmanaged_versions(ctx.observed, group_ids, set(ctx.ids.values()) | ctx.claimed)
+    out = []
+    for ch in changes:
+        objs = extra.get(str(ch.address))
+        if objs and str(ch.address) in ctx.state.resources:
+            note = unmanaged_note(objs) + " (left alone: delete them, or declare and import them)"
+            reason = note if ch.is_noop else f"{ch.reason}; {note}"
+            ch = _replace(ch, reason=reason, drift=True)
+        elif objs:
+            ctx.warnings.append(f"{ch.address}: {unmanaged_note(objs)}")
+        out.append(ch)
+    return out

@@ -21,6 +21,11 @@ class ResourceState:
     server_version: Optional[str] = None          # model_version for model versions
     applied_fingerprint: Optional[str] = None     # hash of the comparable form last applied
     credential_fingerprint: Optional[str] = None  # keyed fingerprint of the credential last applied
+    # The comparable form last applied (never a credential) and, for model versions, the deploy
+    # state the file asked for then: with them `mlsync drift` tells "the cluster changed" from "the
+    # file changed since the last apply". None in states written before they existed.
+    applied_form: Optional[dict] = None
+    applied_deploy: Optional[bool] = None
 
 
 @dataclass

@@ -396,7 +396,8 @@ def state_show(store: StateStore, stack: str, address: str) -> dict:
 def state_show_text(store: StateStore, stack: str, address: str) -> str:
     data = state_show(store, stack, address)
     lines = []
-    for key in ("address", "kind", "id", "server_version", "applied_fingerprint", "credential_fingerprint"):
+    for key in ("address", "kind", "id", "server_version", "applied_fingerprint", "credential_fingerprint",
+                "applied_deploy"):
         if key in data:
             lines.append(f"{key}: {data[key] if data[key] is not None else '-'}")
     if not data.get("managed"):

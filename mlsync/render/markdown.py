@@ -154,9 +154,18 @@ def _head(plan: Plan, pending: tuple[ResourceChange, ...], max_warnings: int) ->
             out.append(f"| {_code(a.symbol)} | {c.SUMMARY_WORDS[a]} | {counts[a]:,} |\n")
         out.append(f"|  | unchanged | {unchanged:,} |\n")
     drift = c.drifted(plan)
-    if drift:
+    left_alone = [d for d in drift if d.is_noop]   # versions mlsync does not manage: no row below
+    if drift and not left_alone:
         out.append(f"\n**Drift:** {c.plural(len(drift), 'resource was', 'resources were')} changed outside "
                    "mlsync; this plan brings them back in line with the file (marked *drift* below).\n")
+    elif drift:
+        out.append(f"\n**Drift:** {c.plural(len(drift), 'resource was', 'resources were')} changed outside "
+                   "mlsync. This plan brings managed objects back in line with the file (marked *drift* below) "
+                   "and leaves these alone:\n\n")
+        for ch in left_alone[:max_warnings]:
+            out.append(f"- {_code(str(ch.address), cell=False)}: {_text(ch.reason, _MAX_WARNING_CHARS)}\n")
+        if len(left_alone) > max_warnings:
+            out.append(f"- … {c.plural(len(left_alone) - max_warnings, 'more')}; {_FULL_PLAN}\n")
     if plan.warnings:
         out.append("\n**Warnings**\n\n")
         for w in plan.warnings[:max_warnings]:

@@ -96,8 +96,10 @@ class _Builder:
         drift = c.drifted(plan)
         if drift:
             self.blank()
+            # a drifted no-op (versions mlsync does not manage in a managed group) is left alone
             self.add(("Changed outside mlsync", "bold magenta"),
-                     (" (this plan brings these back in line with the file):", ""))
+                     (" (this plan brings these back in line with the file):" if all(not ch.is_noop for ch in drift)
+                      else ":", ""))
             for ch in drift:
                 self.wrapped(2, f"{ch.address}: {ch.reason}", "", "! ", "magenta")
         if pending:

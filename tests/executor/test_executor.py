@@ -303,6 +303,34 @@ def test_failed_register_task_stops_its_deploy_but_independent_groups_complete(r
     assert fake.models[state.resources[good].id]["model_state"] == "DEPLOYED"
 
 
+def test_state_keeps_the_applied_form_and_deploy_flag_for_drift(run, fake, store):
+    res = run(connector("c1"), group("g1"), remote_model("g1", "r1", "c1", deploy=True),
+              url_model("g1", "m", "1", deploy=False), credentials={'connector["c1"]': CRED})
+    assert res.ok, res.errors
+    state = store.load(STACK)
+    assert state.resources['model_group["g1"]'].applied_form == group("g1").after
+    assert state.resources['connector["c1"]'].applied_form == connector("c1").after
+    r1, m = state.resources['model["g1"]["r1"]'], state.resources['model["g1"]["m"]["1"]']
+    assert (r1.applied_deploy, m.applied_deploy) == (True, False)
+    assert "sekret-value" not in json.dumps(fake.states[STACK].body)
+    # a deploy-only change updates the recorded flag; an update keeps it
+    res = run(url_model("g1", "m", "1", Action.DEPLOY, deploy=True, server_id=m.id, deployed=False))
+    assert res.ok, res.errors
+    assert store.load(STACK).resources['model["g1"]["m"]["1"]'].applied_deploy is True
+    res = run(url_model("g1", "m", "1", Action.UPDATE, deploy=True, server_id=m.id, deployed=True,
+                        description="new"))
+    assert res.ok, res.errors
+    after = store.load(STACK).resources['model["g1"]["m"]["1"]']
+    assert after.applied_deploy is True and after.applied_form["description"] == "new"
+
+
+def test_a_failed_deploy_does_not_record_the_deploy_flag(run, fake, store):
+    fake.fail_deploy("m", '{"node-1":"no eligible node"}')
+    res = run(group("g"), url_model("g", "m", "1", deploy=True))
+    assert not res.ok
+    assert store.load(STACK).resources['model["g"]["m"]["1"]'].applied_deploy is None
+
+
 def test_failed_deploy_task_is_reported_with_the_servers_error(run, fake):
     fake.fail_deploy("m", '{"node-1":"no eligible node"}')
     res = run(group("g"), url_model("g", "m", "1", deploy=True))

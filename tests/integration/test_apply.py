@@ -15,20 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from mlsync import app, workflow
-from mlsync.adapter import Cluster, ConnectionOptions
+from mlsync import app
+from mlsync.adapter import Cluster
 from mlsync.errors import LockHeld, PlanError, StalePlan
 from mlsync.statestore import ClusterStateStore
+from stack_helpers import destroy, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
 
 pytestmark = pytest.mark.cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-
-
-@pytest.fixture
-def opts(os_client) -> ConnectionOptions:
-    return ConnectionOptions(url=os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200"))
 
 
 @pytest.fixture
@@ -41,53 +37,6 @@ def served_examples(tmp_path, artifact_server) -> Path:
     for y in dest.rglob("*.yaml"):
         y.write_text(y.read_text().replace("http://127.0.0.1:8089", artifact_server.base_url))
     return dest
-
-
-@pytest.fixture(autouse=True)
-def destroy_leftovers(opts, monkeypatch):
-    """Safety net: a test that fails half-way still takes its stacks off the shared node, so the next
-    run (and the next test) starts clean. Tests destroy explicitly too; this only acts on leftovers."""
-    applied: list[list[str]] = []
-    real_apply = app.apply
-
-    def recording_apply(files, *a, **kw):
-        if files:
-            applied.append(list(files))
-        return real_apply(files, *a, **kw)
-    monkeypatch.setattr(app, "apply", recording_apply)
-    yield
-    monkeypatch.setattr(app, "apply", real_apply)
-    cluster = Cluster.connect(opts)
-    for files in reversed(applied):
-        try:
-            stack = workflow.load_desired(files).stack
-            if cluster.read_state(stack) is None:
-                continue
-            app.unlock(opts, io.StringIO(), stack=stack, force=True)
-            for f in files:
-                text = Path(f).read_text()
-                Path(f).write_text(text.replace("prevent_destroy: true", "prevent_destroy: false"))
-            real_apply(files, opts, io.StringIO(), auto_approve=True, destroy=True)
-        except Exception as err:  # noqa: BLE001 - best effort; the test's own failure is what matters
-            print(f"cleanup of {files} failed: {err}", file=sys.stderr)
-
-
-def run_apply(files, opts, **kw) -> tuple[int, str]:
-    out = io.StringIO()
-    code = app.apply([str(f) for f in files], opts, out, auto_approve=True, **kw)
-    return code, out.getvalue()
-
-
-def replan(files, opts):
-    cluster = Cluster.connect(opts)
-    desired = workflow.load_desired([str(f) for f in files])
-    return workflow.plan_for(desired, cluster, ClusterStateStore(cluster))
-
-
-def destroy(files, opts) -> None:
-    code, text = run_apply(files, opts, destroy=True)
-    assert code == 0, text
-    assert not replan(files, opts).plan.has_changes or True
 
 
 @pytest.mark.parametrize("files", [
@@ -113,49 +62,6 @@ def test_every_example_applies_then_plans_empty(files, served_examples, opts, mo
     assert code == 0, text
     gone = replan(paths, opts)
     assert all(c.server_id is None for c in gone.plan.changes), "destroy left objects behind"
-
-
-def _stack_file(tmp_path, name, body: str) -> Path:
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(body)
-    return p
-
-
-def _remote_stack(stack, unique, base_url, *, description="v1", deploy=True, extra_models=""):
-    return f"""
-version: 1
-stack: {stack}
-connectors:
-  - name: {unique}-conn
-    description: {description}
-    protocol: http
-    parameters: {{model: m}}
-    credential: {{api_key: k}}
-    actions:
-      - action_type: predict
-        method: POST
-        url: {base_url}/v1/{unique}/embeddings
-        request_body: '{{"input": ${{parameters.input}}}}'
-model_groups:
-  - name: {unique}-group
-models:
-  - name: {unique}-remote
-    model_group: {unique}-group
-    function_name: remote
-    connector: {unique}-conn
-    deploy: {str(deploy).lower()}
-{extra_models}
-"""
-
-
-@pytest.fixture
-def sync_up_paused(os_client):
-    """Stops ML Commons' sync-up job (it would rewrite model_state within seconds) for one test."""
-    key = "plugins.ml_commons.sync_up_job_interval_in_seconds"
-    before = os_client.cluster.get_settings(flat_settings=True)["persistent"].get(key)
-    os_client.cluster.put_settings(body={"persistent": {key: 0}})
-    yield
-    os_client.cluster.put_settings(body={"persistent": {key: before}})
 
 
 def test_connector_change_under_a_loaded_model_whose_document_says_deploy_failed(

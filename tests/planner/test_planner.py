@@ -239,7 +239,84 @@ def test_unmanaged_objects_are_never_deleted():
     extra = dict(LOCAL_SRC, name="someone-elses", model_content_hash_value=HASH2)
     p = plan(desired(), observed(extra_models=[extra]), managed_state())
     assert not any(Action.DELETE in c.actions for c in p.changes)
-    assert any("does not manage" in w for w in p.warnings)
+    assert not p.has_changes
+
+
+def test_unmanaged_version_in_a_managed_group_is_drift_on_the_group():
+    extra = dict(LOCAL_SRC, name="someone-elses", model_content_hash_value=HASH2, model_version="3")
+    p = plan(desired(), observed(extra_models=[extra]), managed_state())
+    g = next(c for c in p.changes if str(c.address) == ADDR_G)
+    assert g.is_noop and g.drift
+    assert "X0 ('someone-elses', version 3)" in g.reason and "does not manage" in g.reason
+    assert not any("X0" in w for w in p.warnings)
+    assert [str(c.address) for c in p.changes if c.drift] == [ADDR_G]
+
+
+def test_unmanaged_version_in_a_group_being_adopted_is_a_warning():
+    extra = dict(LOCAL_SRC, name="someone-elses", model_content_hash_value=HASH2)
+    p = plan(desired(), observed(extra_models=[extra]), StackState("s", fingerprint_key=KEY))
+    assert any("X0" in w and "does not manage" in w for w in p.warnings)
+    assert not any(c.drift for c in p.changes)
+
+
+def _applied(st, address, form, deploy=None):
+    st.resources[address].applied_form = form
+    st.resources[address].applied_fingerprint = normalize.digest(form)
+    st.resources[address].applied_deploy = deploy
+    return st
+
+
+def test_edit_in_the_file_since_the_last_apply_is_not_drift():
+    st = _applied(managed_state(), ADDR_G, {"name": "g", "description": "group"})
+    p = plan(desired(lambda d: d["model_groups"][0].update(description="new")), observed(), st)
+    g = next(c for c in p.changes if str(c.address) == ADDR_G)
+    assert [a.value for a in g.actions] == ["update"] and not g.drift
+
+
+def test_edit_on_the_cluster_is_drift_against_the_applied_form_even_when_the_file_changed_too():
+    st = _applied(managed_state(), ADDR_G, {"name": "g", "description": "group"})
+    p = plan(desired(lambda d: d["model_groups"][0].update(description="new")),
+             observed(group=dict(GROUP_SRC, description="edited")), st)
+    g = next(c for c in p.changes if str(c.address) == ADDR_G)
+    assert [a.value for a in g.actions] == ["update"] and g.drift
+
+
+def test_a_field_the_file_stops_managing_is_not_drift():
+    st = _applied(managed_state(), ADDR_G, {"name": "g", "description": "group"})
+    p = plan(desired(lambda d: d["model_groups"][0].pop("description")), observed(), st)
+    g = next(c for c in p.changes if str(c.address) == ADDR_G)
+    assert g.is_noop and not g.drift
+
+
+def test_cluster_already_matching_a_changed_file_is_neither_change_nor_drift():
+    st = _applied(managed_state(), ADDR_G, {"name": "g", "description": "group"})
+    p = plan(desired(lambda d: d["model_groups"][0].update(description="edited")),
+             observed(group=dict(GROUP_SRC, description="edited")), st)
+    g = next(c for c in p.changes if str(c.address) == ADDR_G)
+    assert g.is_noop and not g.drift
+
+
+def test_credential_rotated_since_the_last_apply_is_drift():
+    p = plan(desired(lambda d: d["connectors"][0].update(credential={"api_key": "k2"})), observed(), managed_state())
+    c = next(c for c in p.changes if str(c.address) == ADDR_C)
+    assert c.drift and "last applied" in c.reason and "fields differ" not in c.reason
+
+
+@pytest.mark.parametrize("state,deploy,applied,expected,drift", [
+    ("UNDEPLOYED", True, True, ["deploy"], True),
+    ("DEPLOY_FAILED", True, True, ["deploy"], True),
+    ("DEPLOY_FAILED", True, None, ["deploy"], True),      # a state from before applied_deploy: drift
+    ("REGISTERED", True, False, ["deploy"], False),       # the file asked for deploy since the last apply
+    ("DEPLOYED", False, False, ["undeploy"], True),       # deployed outside mlsync (a Predict's auto-deploy)
+    ("DEPLOYED", False, True, ["undeploy"], False),       # the file said deploy: false since the last apply
+])
+def test_deploy_state_drift_is_told_from_a_changed_deploy_flag(state, deploy, applied, expected, drift):
+    st = managed_state()
+    st.resources[ADDR_R].applied_deploy = applied
+    p = plan(desired(lambda d: d["models"][0].update(deploy=deploy)), observed(remote=dict(REMOTE_SRC, model_state=state)), st)
+    r = next(c for c in p.changes if str(c.address) == ADDR_R)
+    assert [a.value for a in r.actions] == expected and r.drift is drift
+    assert state in r.reason
 
 
 def test_access_fields_without_access_control_are_an_error():

@@ -114,6 +114,22 @@ def test_drift_section() -> None:
     assert "undeployed outside mlsync" in section
 
 
+def test_drift_the_plan_leaves_alone_is_listed_too() -> None:
+    # versions mlsync does not manage in a managed group: drift on the group's no-op entry
+    note = "holds 1 model version(s) mlsync does not manage: X0 ('by-hand', version 2) (left alone)"
+    group = ResourceChange(Address("model_group", "g"), (Action.NOOP,), note, server_id="G", drift=True)
+    edited = ResourceChange(Address("model_group", "h"), (Action.UPDATE,), "fields differ: description",
+                            server_id="H", drift=True, field_changes=(FieldChange("description", "a", "b"),))
+    plan = make_plan(group, edited)
+    text = render_text.render(plan)
+    section = text.partition("Changed outside mlsync:")[2].split("\n\n")[0]
+    assert 'model_group["g"]: holds 1 model version' in section and 'model_group["h"]' in section
+    md = render_markdown.render(plan)
+    assert "leaves these alone" in md and "X0" in md and md.count('model_group["g"]') == 1
+    only_alone = render_markdown.render(make_plan(group))
+    assert "No changes" in only_alone and "X0" in only_alone
+
+
 def test_lines_respect_width_for_values() -> None:
     for width in (60, 100, 140):
         out = render_text.render(SCENARIOS["long_values"](), width=width)

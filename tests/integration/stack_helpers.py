@@ -1,0 +1,65 @@
+"""Helpers shared by the real-node integration tests: small stacks, apply, plan again, destroy.
+
+Imported as `from stack_helpers import ...` (pytest puts tests/integration on sys.path); the fixtures
+(`opts`, the autouse `destroy_leftovers`, `sync_up_paused`) are in tests/integration/conftest.py.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from mlsync import app, workflow
+from mlsync.adapter import Cluster
+from mlsync.statestore import ClusterStateStore
+
+
+def stack_file(tmp_path, name, body: str) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(body)
+    return p
+
+
+def remote_stack(stack, unique, base_url, *, description="v1", deploy=True, extra_models="", credential="k"):
+    """A connector, a group and a remote model using it, all named after `unique`."""
+    return f"""
+version: 1
+stack: {stack}
+connectors:
+  - name: {unique}-conn
+    description: {description}
+    protocol: http
+    parameters: {{model: m}}
+    credential: {{api_key: "{credential}"}}
+    actions:
+      - action_type: predict
+        method: POST
+        url: {base_url}/v1/{unique}/embeddings
+        request_body: '{{"input": ${{parameters.input}}}}'
+model_groups:
+  - name: {unique}-group
+models:
+  - name: {unique}-remote
+    model_group: {unique}-group
+    function_name: remote
+    connector: {unique}-conn
+    deploy: {str(deploy).lower()}
+{extra_models}
+"""
+
+
+def run_apply(files, opts, **kw) -> tuple[int, str]:
+    out = io.StringIO()
+    code = app.apply([str(f) for f in files], opts, out, auto_approve=True, **kw)
+    return code, out.getvalue()
+
+
+def replan(files, opts):
+    cluster = Cluster.connect(opts)
+    desired = workflow.load_desired([str(f) for f in files])
+    return workflow.plan_for(desired, cluster, ClusterStateStore(cluster))
+
+
+def destroy(files, opts) -> None:
+    code, text = run_apply(files, opts, destroy=True)
+    assert code == 0, text
