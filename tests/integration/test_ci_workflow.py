@@ -360,7 +360,7 @@ def test_the_workflow_steps_run_for_real(ci_stack, os_client) -> None:
     nightly.step("actions/setup-python")
     clean = nightly.step("drift")
     assert clean.code == 0 and clean.outputs == {"exit_code": "0"}, clean
-    assert "**No changes.**" in (ws / "drift.md").read_text()
+    assert "**No drift." in (ws / "drift.md").read_text()
     assert nightly.step("Close the drift issue").code == 0
     assert sim.gh()["issues"] == []
 
@@ -369,7 +369,8 @@ def test_the_workflow_steps_run_for_real(ci_stack, os_client) -> None:
     drifted = nightly.step("drift")
     assert drifted.code == 0 and drifted.outputs == {"exit_code": "2"}, drifted
     drift_md = (ws / "drift.md").read_text()
-    assert f'`model_group["{group}"]`' in drift_md and "changed outside mlsync" in drift_md
+    assert f'`model_group["{group}"]`' in drift_md and "Changed on the cluster since the last apply" in drift_md
+    assert "edited by hand" in drift_md
     assert drift_md in nightly.summary.read_text()
     for _ in range(2):                                    # the second run updates the same issue
         opened = nightly.step("Open or update the drift issue")
