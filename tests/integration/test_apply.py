@@ -4,6 +4,7 @@ connector changes under deployed models, stale plans, the lock, and a SIGKILL mi
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -15,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mlsync import app
-from mlsync.adapter import Cluster
+from mlsync import app, workflow
+from mlsync.adapter import STATE_INDEX, Cluster
 from mlsync.errors import LockHeld, PlanError, StalePlan
 from mlsync.statestore import ClusterStateStore
 from stack_helpers import destroy, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
@@ -42,11 +43,25 @@ def served_examples(tmp_path, artifact_server) -> Path:
 @pytest.mark.parametrize("files", [
     ["quickstart.yaml"], ["url-model.yaml"], ["local-model.yaml"], ["overlay/base.yaml", "overlay/prod.yaml"],
 ])
-def test_every_example_applies_then_plans_empty(files, served_examples, opts, monkeypatch):
-    monkeypatch.setenv("EMBEDDINGS_API_KEY", "test-key")
+def test_every_example_applies_then_plans_empty(files, served_examples, opts, monkeypatch, os_client, tmp_path,
+                                                capfd):
+    secret = "sk-EXAMPLE-7c1e9b-never-printed"
+    monkeypatch.setenv("EMBEDDINGS_API_KEY", secret)
     paths = [served_examples / f for f in files]
+    plan_file = tmp_path / "saved.plan"
+    assert app.plan([str(p) for p in paths], opts, io.StringIO(), plan_file=str(plan_file)) in (0, 2)
     code, text = run_apply(paths, opts)
     assert code == 0, text
+    # The credential reaches the cluster, and nothing else: not the output, the saved plan or the state.
+    stack = workflow.load_desired([str(p) for p in paths]).stack
+    state_doc = os_client.get(index=STATE_INDEX, id=stack)
+    drift_json = io.StringIO()
+    app.drift([str(p) for p in paths], opts, drift_json, output="json")
+    captured = capfd.readouterr()
+    for where, blob in (("apply output", text), ("saved plan", plan_file.read_text()),
+                        ("state document", json.dumps(state_doc)), ("drift json", drift_json.getvalue()),
+                        ("stdout/stderr", captured.out + captured.err)):
+        assert secret not in blob, f"the credential leaked into the {where}"
     planned = replan(paths, opts)
     assert not planned.plan.has_changes, [(str(c.address), c.actions, c.reason) for c in planned.plan.pending]
     # every managed object exists with the id the state recorded
