@@ -173,17 +173,25 @@ def _finite(value: Any) -> bool:
     return True
 
 
+_NOT_JSON = object()
+
+
+def _parsed(text: Any) -> Any:
+    """`text` parsed as JSON, or `_NOT_JSON` when it is not a string holding JSON."""
+    if not isinstance(text, str):
+        return _NOT_JSON
+    try:
+        return json.loads(text)
+    except ValueError:
+        return _NOT_JSON
+
+
 def parameter_value(text: Any) -> Any:
     """A stored connector parameter (always a string) back to its natural type, where that is unambiguous:
     only when the server would store the natural value as exactly this text again ("4" -> 4, "true" ->
     true, '{"a":[1,2]}' -> a mapping; '{"a": 1}' with a space, "007", "1e5", "null" stay strings)."""
-    if not isinstance(text, str):
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if value is None or isinstance(value, str) or not _finite(value):
+    value = _parsed(text)
+    if value is _NOT_JSON or value is None or isinstance(value, str) or not _finite(value):
         return text
     if json.dumps(value, separators=(",", ":"), ensure_ascii=False) != text:
         return text
@@ -201,13 +209,8 @@ def _is_json(text: str) -> bool:
 def json_value(text: Any, *, mapping_only: bool = True) -> Any:
     """A JSON string the server keeps (all_config, interface schemas) as a mapping when it is one.
     The normaliser compares these by meaning, so spacing and key order need not survive."""
-    if not isinstance(text, str):
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return text
-    if (mapping_only and not isinstance(value, dict)) or not _finite(value):
+    value = _parsed(text)
+    if value is _NOT_JSON or (mapping_only and not isinstance(value, dict)) or not _finite(value):
         return text
     return value
 

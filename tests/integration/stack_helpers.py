@@ -63,3 +63,24 @@ def replan(files, opts):
 def destroy(files, opts) -> None:
     code, text = run_apply(files, opts, destroy=True)
     assert code == 0, text
+
+
+def url_model_stack(u: str, versions: list[tuple[str, str, str]], *, description: str = "") -> str:
+    """One group and one URL-registered local model with `versions` as (label, url, sha256)."""
+    vs = "\n".join(f"""      - version: "{label}"
+        url: {url}
+        model_content_hash_value: {sha}""" for label, url, sha in versions)
+    return f"""
+version: 1
+stack: {u}
+model_groups:
+  - name: {u}-g
+models:
+  - name: {u}-m
+    model_group: {u}-g
+    model_format: TORCH_SCRIPT
+    {f"description: {description}" if description else ""}
+    model_config: {{model_type: bert, embedding_dimension: 4, framework_type: sentence_transformers}}
+    versions:
+{vs}
+"""

@@ -20,7 +20,7 @@ from mlsync import app, workflow
 from mlsync.adapter import STATE_INDEX, Cluster
 from mlsync.errors import LockHeld, PlanError, StalePlan
 from mlsync.statestore import ClusterStateStore
-from stack_helpers import destroy, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
+from stack_helpers import destroy, url_model_stack, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
 
 pytestmark = pytest.mark.cluster
 
@@ -120,33 +120,12 @@ def test_connector_change_while_deployed_goes_undeploy_update_redeploy(tmp_path,
     destroy([f], opts)
 
 
-def _url_model_stack(u: str, versions: list[tuple[str, str, str]], *, description: str = "") -> str:
-    """One group and one URL-registered local model with `versions` as (label, url, sha256)."""
-    vs = "\n".join(f"""      - version: "{label}"
-        url: {url}
-        model_content_hash_value: {sha}""" for label, url, sha in versions)
-    return f"""
-version: 1
-stack: {u}
-model_groups:
-  - name: {u}-g
-models:
-  - name: {u}-m
-    model_group: {u}-g
-    model_format: TORCH_SCRIPT
-    {f"description: {description}" if description else ""}
-    model_config: {{model_type: bert, embedding_dimension: 4, framework_type: sentence_transformers}}
-    versions:
-{vs}
-"""
-
-
 def test_versions_added_removed_and_deploy_flipped(tmp_path, opts, artifact_server, unique_name, make_model_zip):
     u = unique_name("it")
     z1, z2 = make_model_zip(seed=u + "1"), make_model_zip(seed=u + "2")
 
     def body(versions):
-        return _url_model_stack(u, [(label, z.url, z.sha256) for label, z in versions], description="tiny")
+        return url_model_stack(u, [(label, z.url, z.sha256) for label, z in versions], description="tiny")
 
     f = _stack_file(tmp_path, "v", body([("1.0", z1)]))
     assert run_apply([f], opts)[0] == 0
@@ -235,7 +214,7 @@ def test_sigkill_between_register_and_wait_then_rerun_has_no_duplicate(tmp_path,
     """A URL registration whose download is slow: kill the apply while it waits on the task, re-run."""
     u = unique_name("it")
     big = artifact_server.make_model_zip(seed=u, payload_size=30_000_000)   # ~30 MB keeps the task busy a while
-    f = _stack_file(tmp_path, "k", _url_model_stack(u, [("1", big.url, big.sha256)]))
+    f = _stack_file(tmp_path, "k", url_model_stack(u, [("1", big.url, big.sha256)]))
 
     env = dict(os.environ, OPENSEARCH_URL=opts.url, CI="1")
     proc = subprocess.Popen([sys.executable, "-m", "mlsync.cli", "apply", "-f", str(f), "--auto-approve"],
