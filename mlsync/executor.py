@@ -828,10 +828,10 @@ class _Run:
             self._record(change, oid, applied=after_fp, cred_fp=self._cred_fp(change, cred))
         else:
             self._step(change, "adopt", lambda: oid, lambda _: f"id {oid}")
-            with self.mutex:
-                rs = self.state.resources.get(addr)
-            self._record(change, oid, applied=after_fp, cred_fp=rs.credential_fingerprint if rs else
-                         change.credential_fingerprint)
+            # The server never returns a credential, so an adopted connector is recorded with the file's
+            # (the planner warns), keyed with this state's key: not the plan's fingerprint, whose key
+            # belonged to a throwaway state when this is the stack's first apply.
+            self._record(change, oid, applied=after_fp, cred_fp=self._cred_fp(change, cred))
 
     def _body_or_fail(self, change: ResourceChange, *, update: bool = False) -> dict:
         try:
@@ -911,9 +911,12 @@ class _Run:
         if version is None:
             doc = self._retry(lambda: self.cluster.get_model(model_id)) or {}
             version = doc.get("model_version")
-        sent_cred = cred if Action.UPDATE in acts and isinstance(after.get("connector"), dict) else None
+        # An inline connector's credential: the one sent with an update, or for an adoption the file's
+        # (it cannot be read back; recorded like an adopted connector's).
+        inline = isinstance(after.get("connector"), dict)
+        recorded_cred = cred if inline and (Action.UPDATE in acts or Action.ADOPT in acts) else None
         self._record(change, model_id, server_version=version, applied=after_fp,
-                     cred_fp=self._cred_fp(change, sent_cred))
+                     cred_fp=self._cred_fp(change, recorded_cred))
 
     def _record_delete_later(self, change: ResourceChange, model_id: str) -> None:
         with self.mutex:

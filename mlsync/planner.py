@@ -112,7 +112,8 @@ def _natural_candidates(ctx: _Ctx, kind: str, key) -> list[ObservedObject]:
     return index.get(key, [])
 
 
-def _match(ctx: _Ctx, address: Address, kind: str, key, natural=None) -> tuple[Optional[ObservedObject], bool, Optional[str]]:
+def _match(ctx: _Ctx, address: Address, kind: str, key,
+           natural=None) -> tuple[Optional[ObservedObject], bool, Optional[str]]:
     """-> (observed object, managed?, note). Unmanaged candidates are the unclaimed objects whose natural
     key is `key` (None: there can be none) and, if given, for which `natural(obj)` is true."""
     rs = ctx.state.resources.get(str(address))
@@ -329,6 +330,10 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     reasons = []
     if not managed:
         reasons.append("unmanaged model matches by group, name" + (" and content hash" if r.address.version else ""))
+        if r.credential:
+            ctx.warnings.append(f"{r.address}: adopted with an inline connector credential mlsync cannot read back; "
+                                "it is assumed to match the file (a later change of the credential in the file "
+                                "is pushed)")
     actions: list[Action] = [Action.ADOPT] if not managed else []
     if replace:
         actions = [a for a in actions if a is not Action.ADOPT] + [Action.REPLACE] + ([Action.DEPLOY] if r.deploy else [])

@@ -366,6 +366,33 @@ def test_adopt_records_the_id_without_calls_and_adopt_update_updates(run, fake, 
     assert state.resources['connector["c1"]'].id == cid and state.resources['model_group["g1"]'].id == gid
 
 
+def test_adopted_credentials_are_recorded_with_the_states_own_key(run, fake, store):
+    """A stack's first apply makes its state (and fingerprint key) in the executor; the plan's
+    fingerprints were keyed with a throwaway state's key. Adopted credentials (connector, inline
+    connector) must be recorded with the saved state's key, or the next plan sees them changed."""
+    cid = fake.create_connector({"name": "c1", "version": "1", "protocol": "http", "credential": {"k": "v"},
+                                 "actions": [{"action_type": "PREDICT", "method": "POST", "url": "http://x"}]})
+    gid = fake.create_group({"name": "g1"})
+    inline = {"name": "inline", "protocol": "http",
+              "actions": [{"action_type": "PREDICT", "method": "POST", "url": "http://x"}]}
+    mid = fake.register_model({"name": "r1", "function_name": "remote", "model_group_id": gid,
+                               "connector": inline}).model_id
+    other_key = fingerprint(CRED, "the planner's throwaway key")
+    conn = ResourceChange(Address("connector", "c1"), (Action.ADOPT,), "test", server_id=cid,
+                          after=connector("c1").after, credential_fingerprint=other_key)
+    model = remote_model("g1", "r1", inline, Action.ADOPT, server_id=mid)
+    model = ResourceChange(model.address, model.actions, "test", server_id=mid, server_version="1",
+                           after=model.after, credential_fingerprint=other_key)
+    res = run(conn, group("g1", Action.ADOPT, server_id=gid), model,
+              credentials={'connector["c1"]': CRED, 'model["g1"]["r1"]': CRED})
+    assert res.ok, res.errors
+    state = store.load(STACK)
+    expected = fingerprint(CRED, state.fingerprint_key)
+    assert state.resources['connector["c1"]'].credential_fingerprint == expected
+    assert state.resources['model["g1"]["r1"]'].credential_fingerprint == expected
+    assert state.resources['model_group["g1"]'].credential_fingerprint is None
+
+
 # --------------------------------------------------------------------------- crash safety
 
 
