@@ -6,11 +6,11 @@
 Builds everything in memory (no cluster, no files): the desired state (a StackFile validated and
 flattened as `mlsync plan` does), the observed cluster (server-form documents: `algorithm`,
 `model_version`, upper-case enums, stringified parameters, filled client_config, ...) and the stack's
-state (every object managed, with the applied fingerprints an apply records). A fraction `--changed` of the resources differs: connector
-descriptions (whose deployed models then cycle undeploy -> update -> redeploy), group descriptions,
-model descriptions, artifact hashes (replace), deploy flips, plus new version labels (register) and
-versions gone from the file (delete). A second scenario plans the same file with no state at all,
-so every object is adopted by natural key.
+state (every object managed, with the applied fingerprints an apply records). A fraction `--changed`
+of the resources differs: connector descriptions (whose deployed models then cycle undeploy ->
+update -> redeploy), group descriptions, model descriptions, artifact hashes (replace), deploy flips,
+plus new version labels (register) and versions gone from the file (delete). A second scenario plans
+the same file with no state at all, so every object is adopted by natural key.
 
 Reports the median of `--repeat` runs of `planner.plan` (seconds) and the peak memory that one run
 allocates (tracemalloc, measured in a separate run because tracing slows Python down).
@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(world.state.resources):,} addresses (built in {setup:.1f}s, not timed)")
 
     scenarios = (("managed (state for every object)", lambda: plan(desired, observed, world.state)),
-                 ("adopt (no state: natural keys)", lambda: plan(desired, observed, StackState("bench", fingerprint_key=KEY))))
+                 ("adopt (no state: natural keys)",
+                  lambda: plan(desired, observed, StackState("bench", fingerprint_key=KEY))))
     for label, run in scenarios:
         result = run()   # warm-up, and the plan whose size is reported
         counts = {a.value: n for a, n in ((a, sum(a in c.actions for c in result.changes)) for a in Action) if n}
