@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 KINDS = ("connector", "model_group", "model")
@@ -31,6 +32,10 @@ class Address:
             raise ValueError(f"unknown resource kind {self.kind!r} (allowed: {', '.join(KINDS)})")
 
     def __str__(self) -> str:
+        return self._text
+
+    @cached_property
+    def _text(self) -> str:   # computed once: plans key everything by address strings
         parts = [self.group, self.name, self.version] if self.kind == "model" else [self.name]
         return self.kind + "".join(f"[{json.dumps(p, ensure_ascii=False)}]" for p in parts if p is not None)
 

@@ -368,8 +368,32 @@ def field_entries(change: ResourceChange) -> tuple[Field, ...]:
         return change.field_changes
     acts = change.actions
     if (Action.CREATE in acts or Action.REGISTER in acts) and isinstance(change.after, dict):
-        return tuple(NewField(p, None, v) for p, v in flatten(change.after) if p)
+        fields = [NewField(p, None, v) for p, v in flatten(change.after) if p]
+        credential = _credential_path(change)
+        if credential:
+            fields = _with_credential(fields, credential)
+        return tuple(fields)
     return ()
+
+
+def _credential_path(change: ResourceChange) -> Optional[str]:
+    """Where a new object's credential goes: the comparable form never holds it (the server never
+    returns it), so without this a reviewer would not see that a credential is being sent."""
+    if not change.credential_fingerprint:
+        return None
+    if change.kind == "connector":
+        return "credential"
+    if isinstance((change.after or {}).get("connector"), dict):
+        return "connector.credential"   # a remote model's inline connector
+    return None
+
+
+def _with_credential(fields: list[NewField], path: str) -> list[NewField]:
+    """`fields` with `path: (sensitive)` where the file writes it: after the parameters, before the actions."""
+    entry = NewField(path, None, MASK, sensitive=True)
+    actions = path.rsplit("credential", 1)[0] + "actions"
+    at = next((i for i, f in enumerate(fields) if f.path.startswith(actions)), len(fields))
+    return fields[:at] + [entry] + fields[at:]
 
 
 def field_sign(fc: Field) -> str:

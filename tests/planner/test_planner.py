@@ -12,7 +12,7 @@ from mlsync.desired import flatten
 from mlsync.errors import PlanError
 from mlsync.observed import Observed, ObservedObject
 from mlsync.plan import Action, Plan
-from mlsync.planner import PlanOptions, plan
+from mlsync.planner import PlanOptions, diff_forms, plan
 from mlsync.secrets import fingerprint, Secret
 from mlsync.state import ResourceState, StackState
 from mlsync import normalize
@@ -379,3 +379,60 @@ def test_deploy_setting_without_a_ttl_matches_the_servers_minus_one(file_setting
              observed(remote={**REMOTE_SRC, "deploy_setting": server_setting}), managed_state())
     change = next(c for c in p.changes if str(c.address) == ADDR_R)
     assert bool(change.field_changes) is changed, change.field_changes
+
+
+def _whole_deepdiff(before: dict, after: dict, replace_fields=()) -> list[tuple]:
+    """What diff_forms gave when it ran DeepDiff on the whole forms (its key-by-key shortcut must agree)."""
+    from deepdiff import DeepDiff
+    from mlsync.planner import _path
+
+    out = []
+    for items in DeepDiff(before, after, view="tree", verbose_level=2).values():
+        for item in items:
+            parts = item.path(output_format="list")
+            b = None if type(item.t1).__name__ == "NotPresent" else item.t1
+            a = None if type(item.t2).__name__ == "NotPresent" else item.t2
+            out.append((_path(parts), b, a, bool(parts) and parts[0] in replace_fields))
+    return sorted(out, key=lambda t: t[0])
+
+
+@pytest.mark.parametrize("before,after", [
+    ({"a": 1}, {"a": 1}),
+    ({"a": 1, "b": "x"}, {"a": 2, "b": "x"}),
+    ({"a": 1}, {"a": 1, "b": {"c": [1, 2]}}),
+    ({"a": 1, "b": {"c": 1}}, {"a": 1}),
+    ({"m": {"x": 1, "y": {"z": "1"}}}, {"m": {"x": 1, "y": {"z": "2", "w": 3}}}),
+    ({"actions": [{"url": "u1", "method": "POST"}]}, {"actions": [{"url": "u2", "method": "POST"}]}),
+    ({"actions": [{"url": "u1"}]}, {"actions": [{"url": "u1"}, {"url": "u2"}]}),
+    ({"rate_limiter": {"limit": "5"}}, {"rate_limiter": {"limit": 5}}),
+    ({"p": {"k": "v"}}, {"p": ["k"]}),
+    ({"model_content_hash_value": "a" * 64, "model_format": "ONNX"}, {"model_content_hash_value": "b" * 64,
+                                                                      "model_format": "TORCH_SCRIPT"}),
+    ({"model_config": {"pooling_mode": "MEAN"}}, {"model_config": {"pooling_mode": "CLS"}}),
+])
+def test_diff_forms_key_by_key_agrees_with_deepdiff_on_the_whole_form(before, after):
+    replace = ("model_content_hash_value", "model_format", "model_config")
+    got = [(f.path, f.before, f.after, f.forces_replace) for f in diff_forms(before, after, replace_fields=replace)]
+    assert got == _whole_deepdiff(before, after, replace)
+
+
+def test_planning_is_linear_not_quadratic_in_the_number_of_objects():
+    """The planner once rebuilt the connector-name map for every model and scanned every observed
+    object for every adoption; count the work instead of timing it (timing is in benchmarks/)."""
+    from mlsync import planner as planner_module
+
+    calls = {"n": 0}
+    real = planner_module._connector_names
+
+    def counting(ctx):
+        calls["n"] += 1
+        return real(ctx)
+    d = copy.deepcopy(BASE)
+    d["models"] += [{"name": f"r{i}", "model_group": "g", "function_name": "remote", "connector": "c"}
+                    for i in range(50)]
+    extra = [dict(REMOTE_SRC, name=f"r{i}", model_state="REGISTERED") for i in range(50)]
+    import unittest.mock as mock
+    with mock.patch.object(planner_module, "_connector_names", counting):
+        p = plan(flatten(StackFile.model_validate(d)), observed(extra_models=extra), StackState("s", fingerprint_key=KEY))
+    assert calls["n"] == 1
+    assert sum(Action.ADOPT in c.actions for c in p.changes) == 2 + 2 + 50

@@ -67,6 +67,15 @@ def register_version() -> ResourceChange:
                           artifact={"path": "models/minilm-1.1.0.zip", "sha256": "9" * 64, "size": 90_868_376})
 
 
+def register_inline_remote() -> ResourceChange:
+    """A remote model with its own (inline) connector: the credential goes with the registration."""
+    inline = {k: v for k, v in CONNECTOR_FORM.items() if k != "client_config"}
+    return ResourceChange(REMOTE, (A.REGISTER,), "not registered yet",
+                          after={"name": "embeddings-remote", "function_name": "REMOTE", "connector": inline},
+                          depends_on=(str(GROUP),), deploy=False, deployed=False,
+                          credential_fingerprint="hmac-sha256:" + "3" * 64)
+
+
 def update_group() -> ResourceChange:
     return ResourceChange(
         GROUP, (A.UPDATE,), "fields differ: description, backend_roles", server_id="Gk3xZ5MBq1",
@@ -208,6 +217,7 @@ SCENARIOS = {
     "empty_with_noops": lambda: plan(noops=3),
     "create_connector": lambda: plan(create_connector()),
     "register_version": lambda: plan(register_version()),
+    "register_inline_remote": lambda: plan(register_inline_remote()),
     "update": lambda: plan(update_connector_credential(), update_group()),
     "replace": lambda: plan(replace_version()),
     "delete": lambda: plan(delete_version(), delete_group()),

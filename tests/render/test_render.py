@@ -91,6 +91,19 @@ def test_sensitive_and_forces_replace_markers() -> None:
     assert '~ model_format: "TORCH_SCRIPT" → "ONNX"  # forces replacement' in rep
 
 
+def test_a_new_objects_credential_is_listed_as_sensitive() -> None:
+    """The comparable form never holds the credential, but a reviewer must see that one is sent."""
+    for scenario, line in (("create_connector", "+ credential: (sensitive)"),
+                           ("register_inline_remote", "+ connector.credential: (sensitive)")):
+        for fmt in ("text", "markdown"):
+            out = render(SCENARIOS[scenario](), fmt)
+            assert line in out, (scenario, fmt)
+            lines = out.splitlines()
+            at = next(i for i, x in enumerate(lines) if line in x)   # where the file writes it
+            assert "parameters.model" in lines[at - 1] and "actions[0].action_type" in lines[at + 1]
+        assert "(sensitive)" not in render(SCENARIOS[scenario](), "json")   # JSON lists no fields on create
+
+
 def test_empty_plan_says_no_changes() -> None:
     for name in ("empty", "empty_with_noops", "warnings_only"):
         out = render_text.render(SCENARIOS[name]())
