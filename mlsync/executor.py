@@ -40,88 +40,27 @@ import threading
 import time
 import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from mlsync.address import Address
+from mlsync.apply_result import ApplyAborted, ApplyResult, ResourceResult, describe_error
 from mlsync.errors import ClusterError, MlsyncError, StateConflict, TaskFailed, TaskTimeout
-from mlsync.observed import ClusterPort, RegisterResult
+from mlsync.observed import ClusterPort
 from mlsync.plan import Action, Plan, ResourceChange
 from mlsync.progress import NullReporter, Reporter
 from mlsync.secrets import Secret, fingerprint as keyed_fingerprint
+from mlsync.tasks import POLL_FACTOR, POLL_INITIAL, POLL_MAX, TASK_FAILED_STATES, ApplyStopping, TaskWaiter
 from mlsync.state import JournalEntry, ResourceState, StackState
 from mlsync.statestore import DEFAULT_LOCK_TTL, StateStore, iso_time
 
 CHUNK_SIZE = 10_000_000          # upload_chunk slice size (the server's maximum)
-POLL_INITIAL = 0.2               # task polling back-off: first interval ...
-POLL_MAX = 2.0                   # ... growing to this
-POLL_FACTOR = 1.5
 RETRIES = 3                      # re-sends after an ambiguous failure (each preceded by a re-observe)
 CREATED_SKEW = 30.0              # seconds of clock skew tolerated when matching "created after the intent"
 # One definition of these ML Commons facts, shared with the planner:
 from mlsync.normalize import (  # noqa: E402
     DEPLOYED_STATES, MODEL_FIXUP_FIELDS as FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS as UPDATABLE_FUNCTIONS)
 
-TASK_FAILED_STATES = frozenset({"FAILED", "CANCELLED", "COMPLETED_WITH_ERROR"})
 DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to delete
-
-
-# --------------------------------------------------------------------------- results
-
-
-@dataclass
-class ResourceResult:
-    address: str
-    actions: tuple[str, ...]
-    status: str = "pending"              # done | failed | skipped | pending (not reached: apply aborted)
-    id: Optional[str] = None             # the server id (new or existing; the deleted one for deletes)
-    server_version: Optional[str] = None
-    replaced_id: Optional[str] = None    # a replace: the old version's id (deleted at the end)
-    elapsed: float = 0.0                 # seconds spent in this resource's steps (waits included)
-    error: Optional[str] = None
-    steps: list[str] = field(default_factory=list)   # the steps that completed, in order
-
-    def to_json(self) -> dict:
-        return {"address": self.address, "actions": list(self.actions), "status": self.status, "id": self.id,
-                "server_version": self.server_version, "replaced_id": self.replaced_id,
-                "elapsed": round(self.elapsed, 3), "error": self.error, "steps": list(self.steps)}
-
-
-@dataclass
-class ApplyResult:
-    stack: str
-    resources: dict[str, ResourceResult] = field(default_factory=dict)   # by address, in plan order
-    elapsed: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)     # e.g. what was resumed from an interrupted apply
-
-    @property
-    def ok(self) -> bool:
-        return all(r.status == "done" for r in self.resources.values())
-
-    @property
-    def errors(self) -> list[str]:
-        return [f"{r.address}: {r.error}" for r in self.resources.values() if r.status in ("failed", "skipped")]
-
-    def counts(self) -> dict[str, int]:
-        out = {"done": 0, "failed": 0, "skipped": 0, "pending": 0}
-        for r in self.resources.values():
-            out[r.status] = out.get(r.status, 0) + 1
-        return out
-
-    def to_json(self) -> dict:
-        return {"stack": self.stack, "ok": self.ok, "elapsed": round(self.elapsed, 3), "counts": self.counts(),
-                "resources": [r.to_json() for r in self.resources.values()], "errors": self.errors,
-                "warnings": list(self.warnings), "notes": list(self.notes)}
-
-
-class ApplyAborted(MlsyncError):
-    """The apply had to stop (its lease was taken over / the state changed under it). `result` holds
-    what was done up to then."""
-
-    def __init__(self, message: str, result: ApplyResult):
-        super().__init__(message)
-        self.result = result
 
 
 class _StateWriteFailed(MlsyncError):
@@ -132,21 +71,7 @@ class _StepFailed(Exception):
     """Internal: a step failed and was recorded; stop this resource's chain."""
 
 
-class _Aborted(Exception):
-    """Internal: the apply is stopping; start nothing new."""
-
-
-_FATAL = (StateConflict, ApplyAborted, _Aborted, _StateWriteFailed)
-
-
-def describe_error(err: BaseException) -> str:
-    if isinstance(err, TaskFailed):
-        return f"task {err.task_id} FAILED: {err.error}"
-    if isinstance(err, TaskTimeout):
-        return f"task {err.task_id} still {err.state} after {err.seconds:.0f}s (re-run apply to resume)"
-    if isinstance(err, MlsyncError):
-        return str(err)
-    return f"{type(err).__name__}: {err}"
+_FATAL = (StateConflict, ApplyAborted, ApplyStopping, _StateWriteFailed)
 
 
 def _deps(change: ResourceChange) -> set[str]:
@@ -168,125 +93,6 @@ def _default_holder() -> str:
     except Exception:  # noqa: BLE001 - no user name in some containers
         user = "unknown"
     return f"{user} (pid {os.getpid()})"
-
-
-# --------------------------------------------------------------------------- task waiting
-
-
-class _Waiting:
-    __slots__ = ("task_id", "address", "started", "deadline", "event", "doc", "error", "last_state")
-
-    def __init__(self, task_id: str, address: str, started: float, deadline: float) -> None:
-        self.task_id, self.address, self.started, self.deadline = task_id, address, started, deadline
-        self.event = threading.Event()
-        self.doc: Optional[dict] = None
-        self.error: Optional[BaseException] = None
-        self.last_state = "CREATED"
-
-
-class TaskWaiter:
-    """Waits for ML tasks: every caller blocks in `wait()`, one poller thread asks the cluster about
-    all pending tasks in one `search_tasks` call per round, backing off from 0.2 s to 2 s."""
-
-    def __init__(self, cluster: ClusterPort, *, clock: Callable[[], float], sleep: Callable[[float], None],
-                 timeout: float, reporter: Reporter, on_poll: Optional[Callable[[], None]] = None,
-                 max_errors: int = 5) -> None:
-        self.cluster, self.clock, self.sleep, self.timeout = cluster, clock, sleep, timeout
-        self.reporter, self.on_poll, self.max_errors = reporter, on_poll, max_errors
-        self._pending: dict[str, _Waiting] = {}
-        self._cond = threading.Condition()
-        self._stopped = False
-        self._thread: Optional[threading.Thread] = None
-        self.polls = 0
-
-    def start(self) -> "TaskWaiter":
-        self._thread = threading.Thread(target=self._loop, name="mlsync-task-waiter", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        with self._cond:
-            self._stopped = True
-            for w in self._pending.values():
-                w.error = w.error or _Aborted("apply stopped")
-                w.event.set()
-            self._pending.clear()
-            self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def wait(self, task_id: str, address: str) -> dict:
-        """Block until the task is COMPLETED (returns its document); TaskFailed / TaskTimeout otherwise."""
-        now = self.clock()
-        with self._cond:
-            if self._stopped:
-                raise _Aborted("apply stopped")
-            w = self._pending.get(task_id)
-            if w is None:
-                w = self._pending[task_id] = _Waiting(task_id, address, now, now + self.timeout)
-            self._cond.notify_all()
-        w.event.wait()
-        if w.error is not None:
-            raise w.error
-        assert w.doc is not None
-        return w.doc
-
-    def _finish(self, w: _Waiting, doc: Optional[dict] = None, error: Optional[BaseException] = None) -> None:
-        with self._cond:
-            self._pending.pop(w.task_id, None)
-        w.doc, w.error = doc, error
-        w.event.set()
-
-    def _loop(self) -> None:
-        delay = POLL_INITIAL
-        errors = 0
-        try:
-            while True:
-                with self._cond:
-                    while not self._pending and not self._stopped:
-                        delay = POLL_INITIAL
-                        self._cond.wait()
-                    if self._stopped:
-                        return
-                    waiting = list(self._pending.values())
-                try:
-                    docs = self.cluster.search_tasks([w.task_id for w in waiting])
-                    errors = 0
-                except ClusterError as err:
-                    errors += 1
-                    if not err.ambiguous or errors >= self.max_errors:
-                        for w in waiting:
-                            self._finish(w, error=err)
-                        continue
-                    docs = {}
-                self.polls += 1
-                now = self.clock()
-                for w in waiting:
-                    doc = docs.get(w.task_id)
-                    state = (doc or {}).get("state")
-                    if state:
-                        w.last_state = state
-                    if state == "COMPLETED":
-                        self._finish(w, doc=doc)
-                    elif state in TASK_FAILED_STATES:
-                        self._finish(w, error=TaskFailed(w.address, w.task_id, str(doc.get("error") or state)))
-                    elif now >= w.deadline:
-                        self._finish(w, error=TaskTimeout(w.address, w.task_id, w.last_state, self.timeout))
-                with self._cond:
-                    still = list(self._pending.values())
-                if still:
-                    self.reporter.on_wait([w.task_id for w in still], now - min(w.started for w in still))
-                if self.on_poll is not None:
-                    self.on_poll()
-                if still:
-                    self.sleep(delay)
-                    delay = min(delay * POLL_FACTOR, POLL_MAX)
-        except BaseException as err:  # noqa: BLE001 - hand anything (a crash, a lost lease) to the waiters
-            with self._cond:
-                self._stopped = True
-                waiting = list(self._pending.values())
-            for w in waiting:
-                self._finish(w, error=err)
 
 
 # --------------------------------------------------------------------------- the apply
@@ -524,7 +330,7 @@ class _Run:
     def _step(self, change: ResourceChange, step: str, fn: Callable[[], Any],
               describe: Optional[Callable[[Any], Optional[str]]] = None) -> Any:
         if self.abort.is_set():
-            raise _Aborted()
+            raise ApplyStopping()
         rr = self._rr(change)
         t0 = self.clock()
         self.reporter.on_start(change, step)
@@ -574,7 +380,7 @@ class _Run:
                 return
             try:
                 fn(item)
-            except (_StepFailed, _Aborted):
+            except (_StepFailed, ApplyStopping):
                 pass
 
         workers = min(self.parallelism, len(items))
@@ -699,7 +505,7 @@ class _Run:
             if self.clock() >= deadline:
                 raise TaskTimeout(address, f"(model {model_id})", doc.get("model_state"), self.timeout)
             if self.abort.is_set():
-                raise _Aborted()
+                raise ApplyStopping()
             self.sleep(delay)
             delay = min(delay * POLL_FACTOR, POLL_MAX)
             self._renew_if_due()

@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Protocol
 from mlsync.plan import ResourceChange
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mlsync.executor import ApplyResult
+    from mlsync.apply_result import ApplyResult
 
 
 class Reporter(Protocol):

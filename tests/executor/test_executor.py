@@ -24,7 +24,8 @@ from fakes import FakeClock, FakeCluster, SimulatedCrash  # noqa: E402
 from mlsync import executor  # noqa: E402
 from mlsync.address import Address  # noqa: E402
 from mlsync.errors import ClusterError, LockHeld, TaskFailed, TaskTimeout  # noqa: E402
-from mlsync.executor import ApplyAborted, TaskWaiter, apply  # noqa: E402
+from mlsync.executor import ApplyAborted, apply  # noqa: E402
+from mlsync.tasks import TaskWaiter  # noqa: E402
 from mlsync.plan import Action, Plan, ResourceChange  # noqa: E402
 from mlsync.progress import NullReporter, PlainReporter  # noqa: E402
 from mlsync.secrets import Secret, fingerprint  # noqa: E402

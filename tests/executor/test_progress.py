@@ -6,7 +6,7 @@ import io
 
 from mlsync.address import Address
 from mlsync.errors import MlsyncError
-from mlsync.executor import ApplyResult, ResourceResult
+from mlsync.apply_result import ApplyResult, ResourceResult
 from mlsync.plan import Action, ResourceChange
 from mlsync.progress import PlainReporter, RichReporter, make_reporter, summary_lines
 

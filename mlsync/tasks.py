@@ -1,0 +1,140 @@
+"""Waiting on ML Commons tasks: one poller thread for every task an apply started.
+
+The register (URL) and deploy calls answer with a task id; the executor's workers block in
+`TaskWaiter.wait()` while one poller asks the cluster about all of them in a single `search_tasks`
+call per round, backing off from 0.2 s to 2 s, with a deadline per task.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Optional
+
+from mlsync.errors import ClusterError, TaskFailed, TaskTimeout
+from mlsync.observed import ClusterPort
+from mlsync.progress import Reporter
+
+POLL_INITIAL = 0.2               # task polling back-off: first interval ...
+POLL_MAX = 2.0                   # ... growing to this
+POLL_FACTOR = 1.5
+TASK_FAILED_STATES = frozenset({"FAILED", "CANCELLED", "COMPLETED_WITH_ERROR"})
+
+
+class ApplyStopping(Exception):
+    """The apply is stopping: waiters are released with it, and nothing new starts."""
+
+
+class _Waiting:
+    __slots__ = ("task_id", "address", "started", "deadline", "event", "doc", "error", "last_state")
+
+    def __init__(self, task_id: str, address: str, started: float, deadline: float) -> None:
+        self.task_id, self.address, self.started, self.deadline = task_id, address, started, deadline
+        self.event = threading.Event()
+        self.doc: Optional[dict] = None
+        self.error: Optional[BaseException] = None
+        self.last_state = "CREATED"
+
+
+class TaskWaiter:
+    """Waits for ML tasks: every caller blocks in `wait()`, one poller thread asks the cluster about
+    all pending tasks in one `search_tasks` call per round, backing off from 0.2 s to 2 s."""
+
+    def __init__(self, cluster: ClusterPort, *, clock: Callable[[], float], sleep: Callable[[float], None],
+                 timeout: float, reporter: Reporter, on_poll: Optional[Callable[[], None]] = None,
+                 max_errors: int = 5) -> None:
+        self.cluster, self.clock, self.sleep, self.timeout = cluster, clock, sleep, timeout
+        self.reporter, self.on_poll, self.max_errors = reporter, on_poll, max_errors
+        self._pending: dict[str, _Waiting] = {}
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._thread: Optional[threading.Thread] = None
+        self.polls = 0
+
+    def start(self) -> "TaskWaiter":
+        self._thread = threading.Thread(target=self._loop, name="mlsync-task-waiter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            for w in self._pending.values():
+                w.error = w.error or ApplyStopping("apply stopped")
+                w.event.set()
+            self._pending.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wait(self, task_id: str, address: str) -> dict:
+        """Block until the task is COMPLETED (returns its document); TaskFailed / TaskTimeout otherwise."""
+        now = self.clock()
+        with self._cond:
+            if self._stopped:
+                raise ApplyStopping("apply stopped")
+            w = self._pending.get(task_id)
+            if w is None:
+                w = self._pending[task_id] = _Waiting(task_id, address, now, now + self.timeout)
+            self._cond.notify_all()
+        w.event.wait()
+        if w.error is not None:
+            raise w.error
+        assert w.doc is not None
+        return w.doc
+
+    def _finish(self, w: _Waiting, doc: Optional[dict] = None, error: Optional[BaseException] = None) -> None:
+        with self._cond:
+            self._pending.pop(w.task_id, None)
+        w.doc, w.error = doc, error
+        w.event.set()
+
+    def _loop(self) -> None:
+        delay = POLL_INITIAL
+        errors = 0
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._stopped:
+                        delay = POLL_INITIAL
+                        self._cond.wait()
+                    if self._stopped:
+                        return
+                    waiting = list(self._pending.values())
+                try:
+                    docs = self.cluster.search_tasks([w.task_id for w in waiting])
+                    errors = 0
+                except ClusterError as err:
+                    errors += 1
+                    if not err.ambiguous or errors >= self.max_errors:
+                        for w in waiting:
+                            self._finish(w, error=err)
+                        continue
+                    docs = {}
+                self.polls += 1
+                now = self.clock()
+                for w in waiting:
+                    doc = docs.get(w.task_id)
+                    state = (doc or {}).get("state")
+                    if state:
+                        w.last_state = state
+                    if state == "COMPLETED":
+                        self._finish(w, doc=doc)
+                    elif state in TASK_FAILED_STATES:
+                        self._finish(w, error=TaskFailed(w.address, w.task_id, str(doc.get("error") or state)))
+                    elif now >= w.deadline:
+                        self._finish(w, error=TaskTimeout(w.address, w.task_id, w.last_state, self.timeout))
+                with self._cond:
+                    still = list(self._pending.values())
+                if still:
+                    self.reporter.on_wait([w.task_id for w in still], now - min(w.started for w in still))
+                if self.on_poll is not None:
+                    self.on_poll()
+                if still:
+                    self.sleep(delay)
+                    delay = min(delay * POLL_FACTOR, POLL_MAX)
+        except BaseException as err:  # noqa: BLE001 - hand anything (a crash, a lost lease) to the waiters
+            with self._cond:
+                self._stopped = True
+                waiting = list(self._pending.values())
+            for w in waiting:
+                self._finish(w, error=err)
