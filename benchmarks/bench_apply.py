@@ -1,0 +1,371 @@
+"""Benchmark (SPEC §8): `mlsync apply` registering and deploying N remote models, against the
+sequential register-then-poll loop a naive client writes, side by side in one run.
+
+    .venv/bin/python benchmarks/bench_apply.py                          # 100 models, parallelism 4, 2, 1
+    .venv/bin/python benchmarks/bench_apply.py --models 20 --parallelism 4 --repeat 3
+    .venv/bin/python benchmarks/bench_apply.py --breakdown              # where mlsync's time goes
+    .venv/bin/python benchmarks/bench_apply.py --cleanup-prefix bencha-1a2b3c4d   # after an interrupted run
+
+Scenario: N remote models (`function_name: remote`, `deploy: true`), each in a model group of its own
+(`--models-per-group` spreads them: fewer, larger groups), all using `--connectors` standalone
+connectors that point at http://127.0.0.1:9/ (never called: no predict is made). Every run creates
+the same objects under fresh unique names (`bencha-<hex>-...`):
+
+  baseline  one opensearch-py client, strictly sequential: create the connector(s); then per model:
+            create its group (when new), register, GET the register task until COMPLETED, deploy,
+            GET the model until DEPLOYED. Each poll loop asks at once and then every
+            `--poll-interval` (0.25 s) while the answer is not final -- the most favourable naive loop.
+  mlsync    the equivalent desired-state YAML, applied through the real path (`mlsync.app.apply`,
+            auto-approve, state in the cluster's mlsync-state index): load + plan (observe) + apply,
+            timed from the start of the plan to the end, once per `--parallelism` value.
+
+Prints the wall time of each, the ratio, the HTTP requests made (counted per attempt: the Cluster's
+`requests_made` for mlsync, our own count for the baseline) and whether the 5x target is met. With
+`--repeat` the rounds alternate (baseline, then each parallelism) and medians are reported.
+Everything created is removed afterwards (models, groups, connectors, their task docs, the stack's
+state document) unless `--keep` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml  # noqa: E402
+from opensearchpy import OpenSearch  # noqa: E402  (the baseline, and the clean-up, drive the node directly)
+from opensearchpy.exceptions import NotFoundError, TransportError  # noqa: E402
+
+from mlsync import app, workflow  # noqa: E402
+from mlsync.adapter import STATE_INDEX, Cluster, ConnectionOptions  # noqa: E402
+
+TARGET = 5.0
+CONNECTOR_URL = "http://127.0.0.1:9/v1/embeddings"   # trusted by the node's loopback regex, never called
+
+
+def connector_body(name: str) -> dict:
+    return {
+        "name": name, "description": "mlsync apply benchmark", "version": "1", "protocol": "http",
+        "parameters": {"model": "bench"}, "credential": {"api_key": "not-a-real-key"},
+        "actions": [{"action_type": "predict", "method": "POST", "url": CONNECTOR_URL,
+                     "headers": {"Authorization": "Bearer ${credential.api_key}"},
+                     "request_body": '{"input": ${parameters.input}}'}],
+    }
+
+
+class Names:
+    """The objects of one run: connectors, groups, models (model i is in group i // per_group)."""
+
+    def __init__(self, prefix: str, models: int, per_group: int, connectors: int) -> None:
+        self.prefix = prefix
+        self.connectors = [f"{prefix}-c{i}" for i in range(connectors)]
+        self.groups = [f"{prefix}-g{i:03d}" for i in range(-(-models // per_group))]
+        self.models = [(f"{prefix}-m{i:03d}", self.groups[i // per_group], self.connectors[i % connectors])
+                       for i in range(models)]
+
+
+# --------------------------------------------------------------------------- the naive baseline
+
+
+class Baseline:
+    """What a client without mlsync writes: one call after the other, polling each task."""
+
+    def __init__(self, client: OpenSearch, interval: float) -> None:
+        self.ml = client.plugins.ml
+        self.interval = interval
+        self.requests = 0
+
+    def _send(self, fn):
+        """One request (counted); a refusal for the node's running-task limit is retried with back-off."""
+        delay = 0.2
+        while True:
+            self.requests += 1
+            try:
+                return fn()
+            except TransportError as exc:
+                if "max running task limit" not in str(exc) or delay > 5:
+                    raise
+            time.sleep(delay)
+            delay *= 1.5
+
+    def _poll(self, fn, done) -> dict:
+        deadline = time.monotonic() + 120
+        while True:
+            doc = self._send(fn)
+            if done(doc):
+                return doc
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gave up polling: {doc}")
+            time.sleep(self.interval)
+
+    def run(self, names: Names, created: "Created") -> None:
+        connector_ids = {}
+        for name in names.connectors:
+            connector_ids[name] = created.connector(self._send(
+                lambda: self.ml.create_connector(body=connector_body(name)))["connector_id"])
+        group_ids: dict[str, str] = {}
+        for model, group, connector in names.models:
+            if group not in group_ids:
+                group_ids[group] = created.group(self._send(lambda: self.ml.register_model_group(
+                    body={"name": group, "description": "mlsync apply benchmark"}))["model_group_id"])
+            resp = self._send(lambda: self.ml.register_model(body={
+                "name": model, "function_name": "remote", "description": "remote embeddings",
+                "model_group_id": group_ids[group], "connector_id": connector_ids[connector]}))
+            created.task(resp["task_id"])
+
+            def task_final(doc: dict) -> bool:
+                if doc.get("state") in ("FAILED", "CANCELLED", "COMPLETED_WITH_ERROR"):
+                    raise RuntimeError(f"register {model}: {doc.get('error')}")
+                return doc.get("state") == "COMPLETED"
+            task = self._poll(lambda: self.ml.get_task(task_id=resp["task_id"]), task_final)
+            model_id = created.model(task["model_id"])
+            deployed = self._send(lambda: self.ml.deploy_model(model_id=model_id))
+            if deployed.get("task_id"):
+                created.task(deployed["task_id"])
+            self._poll(lambda: self.ml.get_model(model_id=model_id), lambda d: d.get("model_state") == "DEPLOYED")
+
+
+# --------------------------------------------------------------------------- mlsync
+
+
+def desired_file(names: Names) -> dict:
+    return {
+        "version": 1, "stack": names.prefix,
+        "connectors": [connector_body(name) for name in names.connectors],
+        "model_groups": [{"name": g, "description": "mlsync apply benchmark"} for g in names.groups],
+        "models": [{"name": m, "model_group": g, "function_name": "remote", "connector": c,
+                    "description": "remote embeddings", "deploy": True} for m, g, c in names.models],
+    }
+
+
+class Timings:
+    """Count and total seconds per Cluster method (summed over threads): where mlsync's time goes."""
+
+    METHODS = ("observe", "read_state", "write_state", "create_connector", "create_group", "register_model",
+               "deploy_model", "get_model", "search_tasks")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.calls: dict[str, list] = defaultdict(lambda: [0, 0.0])
+
+    def wrap(self, cluster: Cluster) -> None:
+        for name in self.METHODS:
+            original = getattr(cluster, name)
+
+            def timed(*args, __original=original, __name=name, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return __original(*args, **kwargs)
+                finally:
+                    with self.lock:
+                        entry = self.calls[__name]
+                        entry[0] += 1
+                        entry[1] += time.perf_counter() - start
+            setattr(cluster, name, timed)
+
+
+def run_mlsync(url: str, names: Names, parallelism: int, workdir: str, timings: Timings | None) -> tuple[float, int, str]:
+    """Apply the file; (seconds from plan to end, requests, output)."""
+    path = os.path.join(workdir, f"{names.prefix}.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(desired_file(names), f, sort_keys=False)
+    clusters: list[Cluster] = []
+    real_connect = workflow.connect
+
+    def connect(options):
+        cluster = real_connect(options)
+        if timings is not None:
+            timings.wrap(cluster)
+        clusters.append(cluster)
+        return cluster
+    out, progress = io.StringIO(), io.StringIO()
+    workflow.connect = connect
+    try:
+        with contextlib.redirect_stderr(progress):
+            start = time.perf_counter()
+            code = app.apply([path], ConnectionOptions(url=url, timeout=120), out, auto_approve=True,
+                             parallelism=parallelism)
+            took = time.perf_counter() - start
+    finally:
+        workflow.connect = real_connect
+        for c in clusters:
+            c.close()
+    if code != 0:
+        raise RuntimeError(f"mlsync apply exited {code}:\n{out.getvalue()[-3000:]}\n{progress.getvalue()[-3000:]}")
+    return took, sum(c.requests_made for c in clusters), out.getvalue()
+
+
+# --------------------------------------------------------------------------- clean-up
+
+
+class Created:
+    """Ids the baseline created (mlsync's are found by name at clean-up)."""
+
+    def __init__(self) -> None:
+        self.connectors: list[str] = []
+        self.groups: list[str] = []
+        self.models: list[str] = []
+        self.tasks: list[str] = []
+
+    def connector(self, i: str) -> str:
+        self.connectors.append(i)
+        return i
+
+    def group(self, i: str) -> str:
+        self.groups.append(i)
+        return i
+
+    def model(self, i: str) -> str:
+        self.models.append(i)
+        return i
+
+    def task(self, i: str) -> str:
+        self.tasks.append(i)
+        return i
+
+
+def _search_ids(client: OpenSearch, index_search, query: dict) -> list[str]:
+    resp = index_search(body={"size": 10_000, "query": query, "_source": False})
+    return [h["_id"] for h in resp["hits"]["hits"]]
+
+
+def cleanup(client: OpenSearch, prefix: str, stacks: list[str], workers: int = 4) -> str:
+    """Delete every model, group and connector named `prefix...`, their tasks, and the stacks' state docs."""
+    ml = client.plugins.ml
+    with contextlib.suppress(TransportError):
+        client.indices.refresh(index=".plugins-ml-*")
+    named = {"prefix": {"name.keyword": prefix}}
+    models = _search_ids(client, ml.search_models, {"bool": {"filter": [named],
+                                                             "must_not": [{"exists": {"field": "chunk_number"}}]}})
+    groups = _search_ids(client, ml.search_model_group, named)
+    connectors = _search_ids(client, ml.search_connectors, named)
+    tasks = _search_ids(client, ml.search_tasks, {"terms": {"model_id": models}}) if models else []
+    stacks = [s for s in stacks if client.exists(index=STATE_INDEX, id=s)] \
+        if client.indices.exists(index=STATE_INDEX) else []
+    problems: list[str] = []
+
+    def quietly(fn, retry_409: bool = False) -> None:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                fn()
+                return
+            except NotFoundError:
+                return
+            except TransportError as exc:
+                if retry_409 and exc.status_code in (409, 500) and time.monotonic() < deadline:
+                    time.sleep(0.3)
+                    continue
+                problems.append(str(exc)[:200])
+                return
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda m: quietly(lambda: ml.undeploy_model(model_id=m)), models))
+        list(pool.map(lambda m: quietly(lambda: ml.delete_model(model_id=m), True), models))
+        list(pool.map(lambda g: quietly(lambda: ml.delete_model_group(model_group_id=g), True), groups))
+        list(pool.map(lambda c: quietly(lambda: ml.delete_connector(connector_id=c), True), connectors))
+        list(pool.map(lambda t: quietly(lambda: ml.delete_task(task_id=t)), tasks))
+        list(pool.map(lambda s: quietly(lambda: client.delete(index=STATE_INDEX, id=s)), stacks))
+    for p in problems[:5]:
+        print(f"  clean-up: {p}", file=sys.stderr)
+    return (f"{len(models)} models, {len(groups)} groups, {len(connectors)} connectors, {len(tasks)} tasks, "
+            f"{len(stacks)} state docs")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--url", default=os.environ.get("OPENSEARCH_URL") or "http://127.0.0.1:9200")
+    ap.add_argument("--models", type=int, default=100, help="remote models to register and deploy (default 100)")
+    ap.add_argument("--models-per-group", type=int, default=1, help="models sharing one group (default 1)")
+    ap.add_argument("--connectors", type=int, default=1, help="standalone connectors the models use (default 1)")
+    ap.add_argument("--parallelism", default="4,2,1",
+                    help="comma-separated mlsync --parallelism values to run (default 4,2,1; 4 is mlsync's default)")
+    ap.add_argument("--poll-interval", type=float, default=0.25, help="the baseline's poll interval (default 0.25 s)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds; medians are reported (default 1)")
+    ap.add_argument("--no-baseline", action="store_true", help="run only mlsync")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="time every Cluster call mlsync makes and print where the time goes")
+    ap.add_argument("--keep", action="store_true", help="leave the objects on the node")
+    ap.add_argument("--cleanup-prefix", metavar="PREFIX",
+                    help="only delete every object (and state doc) whose name starts with PREFIX")
+    args = ap.parse_args(argv)
+    parallelisms = [int(p) for p in args.parallelism.split(",") if p.strip()]
+    if args.models < 1 or args.models_per_group < 1 or args.connectors < 1 or min(parallelisms, default=0) < 1:
+        ap.error("--models, --models-per-group, --connectors and --parallelism must be at least 1")
+
+    warnings.filterwarnings("ignore", message=".*system indices.*")   # the clean-up searches .plugins-ml-*
+    client = OpenSearch(args.url, timeout=120, max_retries=0)
+    if args.cleanup_prefix:
+        search_state = lambda body: client.search(index=STATE_INDEX, body=body)  # noqa: E731
+        stacks = _search_ids(client, search_state, {"prefix": {"stack": args.cleanup_prefix}}) \
+            if client.indices.exists(index=STATE_INDEX) else []
+        print("deleted " + cleanup(client, args.cleanup_prefix, stacks))
+        return 0
+
+    prefix = f"bencha-{uuid.uuid4().hex[:8]}"
+    groups = -(-args.models // args.models_per_group)
+    print(f"{args.url}: {args.models} remote models (deploy: true) in {groups} groups, {args.connectors} "
+          f"connector(s) -> {CONNECTOR_URL}; prefix {prefix}; {args.repeat} round(s)")
+    results: dict[str, list[tuple[float, int]]] = defaultdict(list)
+    timings = {p: Timings() for p in parallelisms} if args.breakdown else {}
+    stacks: list[str] = []
+    workdir = tempfile.mkdtemp(prefix="mlsync-bench-apply-")
+    try:
+        for rnd in range(args.repeat):
+            if not args.no_baseline:
+                names = Names(f"{prefix}-r{rnd}-base", args.models, args.models_per_group, args.connectors)
+                baseline = Baseline(client, args.poll_interval)
+                start = time.perf_counter()
+                baseline.run(names, Created())
+                took = time.perf_counter() - start
+                results["baseline"].append((took, baseline.requests))
+                print(f"  round {rnd + 1}: baseline      {took:7.2f}s  {baseline.requests:5d} requests")
+            for p in parallelisms:
+                names = Names(f"{prefix}-r{rnd}-p{p}", args.models, args.models_per_group, args.connectors)
+                stacks.append(names.prefix)
+                took, requests, _ = run_mlsync(args.url, names, p, workdir, timings.get(p))
+                results[f"mlsync -p {p}"].append((took, requests))
+                print(f"  round {rnd + 1}: mlsync -p {p:<3d} {took:7.2f}s  {requests:5d} requests")
+            if not args.keep:   # keep the node small between rounds
+                cleanup(client, f"{prefix}-r{rnd}-", stacks[-len(parallelisms):])
+
+        print(f"\nmedians over {args.repeat} round(s), {args.models} models:")
+        base = statistics.median(t for t, _ in results["baseline"]) if results.get("baseline") else None
+        for label, runs in results.items():
+            t = statistics.median(r[0] for r in runs)
+            n = statistics.median(r[1] for r in runs)
+            line = f"  {label:14s} {t:7.2f}s  {n:7.0f} requests  {t / args.models * 1000:6.0f} ms/model"
+            if base is not None and label != "baseline":
+                ratio = base / t
+                line += f"  {ratio:4.1f}x faster  ({'meets' if ratio >= TARGET else 'MISSES'} the {TARGET:.0f}x target)"
+            print(line)
+        for p, tm in timings.items():
+            print(f"\nmlsync -p {p}: time inside Cluster calls (summed over threads, all rounds):")
+            for name, (count, secs) in sorted(tm.calls.items(), key=lambda kv: -kv[1][1]):
+                print(f"  {name:16s} {count:6d} calls  {secs:8.2f}s  {secs / count * 1000:7.1f} ms/call")
+    finally:
+        if not args.keep:
+            print("\nclean-up: deleted " + cleanup(client, prefix, stacks))
+        else:
+            print(f"\nkept; remove with: {sys.argv[0]} --cleanup-prefix {prefix}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
