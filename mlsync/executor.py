@@ -87,6 +87,12 @@ def _deps(change: ResourceChange) -> set[str]:
     return deps
 
 
+def _connector_name(form: Optional[dict]) -> Optional[str]:
+    """The standalone connector a model form uses (None for an inline one, or none)."""
+    connector = (form or {}).get("connector")
+    return connector if isinstance(connector, str) else None
+
+
 def _default_holder() -> str:
     try:
         user = getpass.getuser()
@@ -591,8 +597,13 @@ class _Run:
     # ------------------------------------------------------------------ a. undeploys
 
     def _phase_undeploys(self) -> None:
+        # Deleted versions are undeployed here too, before any connector update: the server refuses to
+        # update a connector while a model using it is deployed, even one this apply deletes later.
+        # A replaced version keeps serving until its successor is registered, unless it uses a connector
+        # this apply updates: then it goes down first, for the same reason.
+        updated = {c.address.name for c in self.plan.changes if c.kind == "connector" and Action.UPDATE in c.actions}
         items = [c for c in self.plan.changes if c.kind == "model" and Action.UNDEPLOY in c.actions
-                 and Action.REPLACE not in c.actions and Action.DELETE not in c.actions]
+                 and (Action.REPLACE not in c.actions or _connector_name(c.before) in updated)]
 
         def undeploy(change: ResourceChange) -> None:
             model_id = self._current_id(change)
@@ -1008,7 +1019,9 @@ class _Run:
             self._forget(addr)
             return
         if change.kind == "model":
-            if Action.UNDEPLOY in change.actions or change.deployed:
+            with self.mutex:
+                undeployed = addr in self.undeployed
+            if (Action.UNDEPLOY in change.actions or change.deployed) and not undeployed:
                 self._step(change, "undeploy", lambda: self._retry(lambda: self.cluster.undeploy_model(oid)))
             call = self.cluster.delete_model
         elif change.kind == "model_group":

@@ -296,8 +296,8 @@ def request_body(change, *, refs: dict[str, str], credential: Optional[dict[str,
     if update:
         for key in ("function_name", "model_format", "model_content_hash_value"):
             body.pop(key, None)  # not updatable; the server ignores them
-        if body.get("model_config") and after.get("function_name") != "TEXT_EMBEDDING":
-            body.pop("model_config")
+        if body.get("model_config") and after.get("function_name") not in MODEL_UPDATE_FUNCTIONS:
+            body.pop("model_config")   # the server takes it for TEXT_EMBEDDING and remote models only
         return body
     if change.address.version is not None:
         body["version"] = change.address.version  # ignored by the server, kept for the record

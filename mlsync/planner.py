@@ -340,6 +340,7 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     cmp = _comparable(before_full, after, MODEL_UNSET_IS_UNMANAGED)
     if "is_enabled" in after and "is_enabled" not in cmp and after["is_enabled"] is True:
         cmp["is_enabled"] = True   # an absent is_enabled on the server means enabled
+    cmp = _inline_parameters_kept(ctx, r.address, cmp, after)
     fields = list(diff_forms(cmp, after, replace_fields=normalize.MODEL_REPLACE_FIELDS))
     rs = ctx.state.resources.get(str(r.address))
     edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
@@ -352,7 +353,7 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     if fields and not replace and function not in normalize.MODEL_UPDATE_FUNCTIONS:
         replace = True   # Update Model answers 403 for other functions
         fields = [FieldChange(f.path, f.before, f.after, f.sensitive, True) for f in fields]
-    if fields and not replace and _connector_kind_changed(cmp, after):
+    if fields and not replace and (_connector_kind_changed(cmp, after) or _inline_parameters_added(cmp, after)):
         replace = True
     reasons = []
     if not managed:
@@ -389,6 +390,38 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
                           deployed=deployed, artifact=r.artifact, credential_fingerprint=fp)
 
 
+# Update Model changes an inline connector the way Update Connector changes a standalone one
+# (HttpConnector.update): a field not sent is kept, so leaving it out of the file means "not managed".
+INLINE_CONNECTOR_UNSET_IS_UNMANAGED = ("name", "description", "version", "client_config")
+
+
+def _inline_parameters_kept(ctx: _Ctx, address: Address, cmp: dict, after: dict) -> dict:
+    """The observed inline connector restricted to what the file manages. Its parameters merge key by
+    key: a key the file dropped stays on the server, so warn and leave it out of the diff (otherwise
+    every plan would show it and no apply could remove it)."""
+    b, a = cmp.get("connector"), after.get("connector")
+    if not (isinstance(b, dict) and isinstance(a, dict)):
+        return cmp
+    connector = {k: v for k, v in b.items() if k in a or k not in INLINE_CONNECTOR_UNSET_IS_UNMANAGED}
+    extra = sorted(set(b.get("parameters") or {}) - set(a.get("parameters") or {}))
+    if extra:
+        ctx.warnings.append(f"{address}: inline connector parameters {', '.join(extra)} are on the server but not "
+                            "in the file; the server cannot remove a parameter in place (replace the model to drop "
+                            "them)")
+        kept = {k: v for k, v in b["parameters"].items() if k not in extra}
+        connector.pop("parameters")
+        if kept:
+            connector["parameters"] = kept
+    return {**cmp, "connector": connector}
+
+
+def _inline_parameters_added(before: dict, after: dict) -> bool:
+    """An inline connector stored without parameters cannot get any through Update Model: the server
+    answers 500 (NullPointerException in HttpConnector.update; docs/ml-commons-notes.md)."""
+    b, a = before.get("connector"), after.get("connector")
+    return isinstance(b, dict) and isinstance(a, dict) and not b.get("parameters") and bool(a.get("parameters"))
+
+
 def _connector_kind_changed(before: dict, after: dict) -> bool:
     """Standalone <-> inline connector cannot be switched by Update Model."""
     b, a = before.get("connector"), after.get("connector")
@@ -401,6 +434,10 @@ def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceCha
     undeploy -> update -> redeploy for each model that is, or may be, loaded (DEPLOY_FAILED included:
     undeploying a model that is not loaded is harmless, a refused update is not)."""
     by_model_id = {c.server_id: a for a, c in models.items() if c.server_id}
+    # Versions this plan deletes are the stack's too: the executor undeploys them before it updates
+    # connectors (a version moved to another group is deleted while the connector it used changes).
+    leaving = {rs.id for a, rs in ctx.state.resources.items()
+               if rs.kind == "model" and Address.parse(a) not in ctx.desired.resources}
     out = dict(models)
     updated = {cc.server_id: caddr for caddr, cc in connectors.items() if Action.UPDATE in cc.actions and cc.server_id}
     users: dict[str, list[ObservedObject]] = {}
@@ -414,6 +451,8 @@ def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceCha
             if not normalize.may_be_loaded(mobj.source):
                 continue
             maddr = by_model_id.get(mid)
+            if maddr is None and (mid in leaving or ctx.options.destroy):
+                continue
             if maddr is None and not normalize.is_deployed(mobj.source):
                 ctx.warnings.append(f"{caddr}: model {mid} ({mobj.source.get('name')!r}), which this stack does not "
                                     f"manage, uses it and is {mobj.source.get('model_state')}; if a node still holds "

@@ -25,6 +25,7 @@ SIGKILL: nothing catches it) and leave the fake "dead" (every later call raises 
 from __future__ import annotations
 
 import copy
+import decimal
 import itertools
 import json
 import threading
@@ -39,6 +40,113 @@ from mlsync.secrets import Secret
 MAX_CHUNK = 10_000_000
 DROPPED_BY_LAST_CHUNK = ("description", "is_enabled", "rate_limiter", "deploy_setting", "interface", "guardrails")
 DEPLOYED = frozenset({"DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED"})
+
+
+# --- how the server stores what it is sent (docs/ml-commons-notes.md §9; proven on the node) -------
+
+CLIENT_CONFIG_DEFAULTS = {"max_connection": 30, "connection_timeout": 30000, "read_timeout": 30000,
+                          "retry_backoff_millis": 200, "retry_timeout_seconds": 30, "max_retry_times": 0,
+                          "retry_backoff_policy": "constant"}
+_GSON_HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "=": "\\u003d", "'": "\\u0027"}
+
+
+def java_double(value: float) -> str:
+    """Java's Double.toString: plain in [1e-3, 1e7) with at least one decimal, else d.dddE<n>."""
+    if value == 0 or 1e-3 <= abs(value) < 1e7:
+        text = repr(float(value))
+        return text if ("." in text or "e" in text) else text + ".0"
+    sign, digits, exponent = decimal.Decimal(repr(float(value))).normalize().as_tuple()
+    text = "".join(map(str, digits))   # the shortest digits that round-trip, as Java (JDK 19+) prints them
+    head, tail = text[0], text[1:] or "0"
+    power = exponent + len(digits) - 1
+    sign = "-" if sign else ""
+    return f"{sign}{head}.{tail}E{power}"
+
+
+def gson_text(value: Any) -> str:
+    """What `new Gson().toJson(v)` writes for a non-string parameter value: nulls in maps dropped,
+    HTML characters escaped, Java number formatting, and map keys not in the order they were sent
+    (the server parses them into a HashMap); we reverse them."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return java_double(value)
+    if isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+        for ch, esc in _GSON_HTML.items():
+            text = text.replace(ch, esc)
+        return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    if isinstance(value, list):
+        return "[" + ",".join(gson_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = [(k, v) for k, v in reversed(list(value.items())) if v is not None]
+        return "{" + ",".join(gson_text(str(k)) + ":" + gson_text(v) for k, v in items) + "}"
+    raise TypeError(type(value))
+
+
+def server_parameters(params: Optional[dict]) -> dict:
+    return {k: v if isinstance(v, str) else gson_text(v) for k, v in (params or {}).items()}
+
+
+def server_connector(b: dict) -> dict:
+    """A connector (standalone or inline) as the server stores it."""
+    out = dict(b)
+    if "version" in out:
+        out["version"] = str(out["version"])
+    if "parameters" in out:
+        out["parameters"] = server_parameters(out["parameters"])
+    out["actions"] = [{**a, "action_type": str(a["action_type"]).upper()} for a in out.get("actions") or []]
+    if "client_config" in out:
+        cc = {**CLIENT_CONFIG_DEFAULTS, **{k: v for k, v in (out["client_config"] or {}).items() if v is not None}}
+        cc["retry_backoff_policy"] = str(cc["retry_backoff_policy"]).lower()
+        out["client_config"] = cc
+    return out
+
+
+def server_model_fields(b: dict) -> dict:
+    """Model fields as the server stores them: model_config enums upper-cased and normalize_result false
+    omitted; rate_limiter.limit a string; interface values strings; deploy_setting TTL -1 when not sent."""
+    out = {}
+    mc = b.get("model_config")
+    if mc is not None:
+        mc = dict(mc)
+        for key in ("framework_type", "pooling_mode"):
+            if mc.get(key) is not None:
+                mc[key] = str(mc[key]).upper()
+        if not mc.get("normalize_result"):
+            mc.pop("normalize_result", None)
+        if isinstance(mc.get("all_config"), dict):
+            raise _err("register_model", b.get("name", "-"), 500, "Can't get text on a START_OBJECT",
+                       "illegal_state_exception")
+        out["model_config"] = mc
+    if b.get("rate_limiter") is not None:
+        rl = dict(b["rate_limiter"])
+        if rl.get("limit") is not None:
+            rl["limit"] = str(rl["limit"])
+        out["rate_limiter"] = rl
+    if b.get("interface") is not None:
+        out["interface"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in b["interface"].items()
+                            if v is not None}
+    if b.get("deploy_setting") is not None:
+        ds = dict(b["deploy_setting"])
+        ds.setdefault("model_ttl_minutes", -1)
+        out["deploy_setting"] = ds
+    return out
+
+
+def check_model_config(op: str, b: dict) -> None:
+    """TextEmbeddingModelConfig: the server refuses a model_config without these (400)."""
+    mc = b.get("model_config")
+    if mc is None or str(b.get("function_name", "")).upper() == "QUESTION_ANSWERING":
+        return
+    for key, text in (("model_type", "model type is null"), ("embedding_dimension", "embedding dimension is null"),
+                      ("framework_type", "framework type is null")):
+        if mc.get(key) is None:
+            raise _err(op, b.get("name", "-"), 400, text, "illegal_argument_exception")
 
 
 class SimulatedCrash(BaseException):
@@ -346,9 +454,10 @@ class FakeCluster:
                 cid = self._new_id("conn")
                 cred = b.pop("credential")
                 self.credentials[cid] = cred
-                b["version"] = str(b.get("version", "1"))
-                b["parameters"] = {k: v if isinstance(v, str) else json.dumps(v) for k, v in
-                                   (b.get("parameters") or {}).items()}
+                if b.get("version") is None:
+                    raise _err("create_connector", b["name"], 400, "Connector version is null",
+                               "illegal_argument_exception")
+                b = server_connector(b)
                 b["created_time"] = b["last_updated_time"] = self._now_ms()
                 self.connectors[cid] = b
                 return cid
@@ -370,8 +479,13 @@ class FakeCluster:
                 if b.get("credential"):
                     self.credentials[connector_id] = b.pop("credential")
                 params = b.pop("parameters", None) or {}
-                c.setdefault("parameters", {}).update(
-                    {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()})
+                b = server_connector(b)
+                if params:   # merged key by key: a key can never be removed
+                    c.setdefault("parameters", {}).update(server_parameters(params))
+                if not b.get("actions"):
+                    b.pop("actions", None)
+                if not b.get("description"):
+                    b.pop("description", None)
                 c.update(b)
                 c["last_updated_time"] = self._now_ms()
         self._call("update_connector", (connector_id, body), run, oid=connector_id)
@@ -482,11 +596,12 @@ class FakeCluster:
                     "model_content_size_in_bytes", "total_chunks"):
             if b.get(key) is not None:
                 model[key] = b[key]
+        model.update(server_model_fields(b))
         if b.get("connector") is not None:
             inline = dict(b["connector"])
             if "credential" in inline:
                 self.credentials[mid] = inline.pop("credential")
-            model["connector"] = inline
+            model["connector"] = server_connector(inline)
         self.models[mid] = model
         return mid, model
 
@@ -496,6 +611,7 @@ class FakeCluster:
             if not b.get("name"):
                 raise _err("register_model", "-", 400, "model name is null", "illegal_argument_exception")
             function = str(b.get("function_name", "TEXT_EMBEDDING")).upper()
+            check_model_config("register_model", b)
             with self._lock:
                 gid = self._resolve_group("register_model", b) if function == "REMOTE" else None
             if function == "REMOTE":
@@ -504,6 +620,10 @@ class FakeCluster:
                         raise _err("register_model", b["name"], 404, "Failed to find connector")
                     if not b.get("connector_id") and not b.get("connector"):
                         raise _err("register_model", b["name"], 400, "connector is required for a remote model")
+                    if b.get("connector") and not any(str(a.get("action_type")).upper() == "PREDICT"
+                                                      for a in b["connector"].get("actions") or []):
+                        raise _err("register_model", b["name"], 400, "Connector endpoint is required when creating "
+                                   "a remote model without connector id!", "illegal_argument_exception")
                 self._enter_register("register_model", gid)
                 try:
                     with self._lock:
@@ -599,11 +719,28 @@ class FakeCluster:
                     b.pop(key, None)
                 if "rate_limiter" in b and isinstance(m.get("rate_limiter"), dict):
                     b["rate_limiter"] = {**m["rate_limiter"], **b["rate_limiter"]}
+                if "model_config" in b:
+                    check_model_config("update_model", {**b, "function_name": m["algorithm"]})
+                b.update(server_model_fields(b))
                 if isinstance(b.get("connector"), dict):
+                    # HttpConnector.update: fields sent replace, parameters merge key by key (a 500
+                    # NullPointerException when the stored connector has none), actions and
+                    # client_config replace.
                     inline = dict(b["connector"])
                     if "credential" in inline:
                         self.credentials[model_id] = inline.pop("credential")
-                    b["connector"] = {**m.get("connector", {}), **inline}
+                    old = copy.deepcopy(m.get("connector") or {})
+                    params = inline.pop("parameters", None)
+                    if params:
+                        if old.get("parameters") is None:
+                            raise _err("update_model", model_id, 500, 'Cannot invoke "java.util.Map.putAll(java.util.'
+                                       'Map)" because the return value of "org.opensearch.ml.common.connector.'
+                                       'HttpConnector.getParameters()" is null', "null_pointer_exception")
+                        old["parameters"].update(server_parameters(params))
+                    inline = server_connector(inline)
+                    if not inline.get("actions"):
+                        inline.pop("actions", None)
+                    b["connector"] = {**old, **{k: v for k, v in inline.items() if v is not None}}
                 m.update(b)
                 m["model_id"] = model_id
                 m["last_updated_time"] = self._now_ms()

@@ -19,6 +19,7 @@ from mlsync.errors import Problem
 
 URL_SCHEMES = ("http", "https", "ftp", "file")
 REQUIRED_MODEL_CONFIG = ("model_type", "embedding_dimension", "framework_type")
+UPDATABLE_FUNCTIONS = ("TEXT_EMBEDDING", "REMOTE")   # Update Model refuses the others (403)
 _CREDENTIAL_REF = re.compile(r"\$\{credential\.([^}]+)\}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _REGEX_KEYS = ("stop_words", "regex")
@@ -129,11 +130,43 @@ class Checker:
                 self.remote_model(path, model, connectors)
             else:
                 self.local_model(path, model, function in SPARSE_FUNCTIONS)
+            if function == "REMOTE" or function in SPARSE_FUNCTIONS:
+                self.optional_model_config(path, model)
+            if function not in UPDATABLE_FUNCTIONS:
+                self.kept_is_enabled(path, model, function)
             self.json_texts(path, model)
             self.guardrails(path + ("guardrails",), model.get("guardrails"))
             for j, version in _items(model, "versions"):
                 self.json_texts(path + ("versions", j), version)
                 self.guardrails(path + ("versions", j, "guardrails"), version.get("guardrails"))
+
+    def optional_model_config(self, path: tuple, model: dict) -> None:
+        """A model that may go without model_config still needs these three when it gives one: the
+        server parses it as a text-embedding config and refuses it otherwise (400 "embedding
+        dimension is null"; docs/ml-commons-notes.md, property tests)."""
+        places = [(path, model)] + [(path + ("versions", j), v) for j, v in _items(model, "versions")]
+        for where, entry in places:
+            config = entry.get("model_config")
+            if not isinstance(config, dict):
+                continue
+            effective = {**(model.get("model_config") or {}), **config} if where != path and isinstance(
+                model.get("model_config"), dict) else config
+            missing = [k for k in REQUIRED_MODEL_CONFIG if effective.get(k) is None]
+            if missing:
+                self.report(where + ("model_config",),
+                            f"model_config needs {', '.join(missing)} when it is given (the server refuses a "
+                            f"model_config without model_type, embedding_dimension and framework_type)")
+
+    def kept_is_enabled(self, path: tuple, model: dict, function: str) -> None:
+        """The server drops is_enabled at registration, and Update Model (which mlsync uses to set it
+        again) refuses every function but TEXT_EMBEDDING and remote: false would never stick."""
+        places = [(path, model)] + [(path + ("versions", j), v) for j, v in _items(model, "versions")]
+        for where, entry in places:
+            if entry.get("is_enabled") is False:
+                self.report(where + ("is_enabled",),
+                            f"is_enabled: false cannot be kept for function_name {function}: the server drops "
+                            f"is_enabled at registration and cannot update a {function} model afterwards "
+                            f"(only TEXT_EMBEDDING and remote models can be disabled)")
 
     def remote_model(self, path: tuple, model: dict, connectors: set[str]) -> None:
         connector = model.get("connector")
@@ -144,6 +177,12 @@ class Checker:
                 self.report(path + ("connector",), _unknown("connector", connector, connectors, "connectors"))
         elif isinstance(connector, dict):
             self.connector(path + ("connector",), connector)
+            kinds = [a.get("action_type") for _, a in _items(connector, "actions")]
+            if kinds and all(isinstance(k, str) for k in kinds) and "predict" not in {k.lower() for k in kinds}:
+                self.report(path + ("connector", "actions"),
+                            "an inline connector needs a predict action: the server refuses to register a remote "
+                            "model whose internal connector has none (\"Connector endpoint is required when "
+                            "creating a remote model without connector id!\")")
         if "versions" in model:
             self.report(path + ("versions",), "a remote model has no versions: it is one model, updated in place "
                                               "(only local models list versions)")

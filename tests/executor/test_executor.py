@@ -472,7 +472,9 @@ def test_crash_right_after_register_leaves_an_intent_that_resume_resolves_by_nat
 
 
 def test_crash_before_register_resolves_to_nothing_and_registers_once(run, fake, clock):
-    plan = (group("g"), remote_model("g", "r", {"name": "inline", "protocol": "http"}))
+    inline = {"name": "inline", "protocol": "http",   # the server needs a predict action in an inline connector
+              "actions": [{"action_type": "PREDICT", "method": "POST", "url": "http://127.0.0.1:9/v1"}]}
+    plan = (group("g"), remote_model("g", "r", inline))
     fake.crash_before("register_model")
     with pytest.raises(SimulatedCrash):
         run(*plan)
