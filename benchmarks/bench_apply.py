@@ -40,17 +40,18 @@ import time
 import uuid
 import warnings
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml  # noqa: E402
 from opensearchpy import OpenSearch  # noqa: E402  (the baseline, and the clean-up, drive the node directly)
-from opensearchpy.exceptions import NotFoundError, TransportError  # noqa: E402
+from opensearchpy.exceptions import TransportError  # noqa: E402
 
 from mlsync import app, workflow  # noqa: E402
 from mlsync.adapter import STATE_INDEX, Cluster, ConnectionOptions  # noqa: E402
+
+from _cleanup import delete_named, search_ids  # noqa: E402
 
 TARGET = 5.0
 CONNECTOR_URL = "http://127.0.0.1:9/v1/embeddings"   # trusted by the node's loopback regex, never called
@@ -111,30 +112,27 @@ class Baseline:
                 raise RuntimeError(f"gave up polling: {doc}")
             time.sleep(self.interval)
 
-    def run(self, names: Names, created: "Created") -> None:
+    def run(self, names: Names) -> None:
+        """Everything it makes is named with the run's prefix: clean-up finds it by name."""
         connector_ids = {}
         for name in names.connectors:
-            connector_ids[name] = created.connector(self._send(
-                lambda: self.ml.create_connector(body=connector_body(name)))["connector_id"])
+            connector_ids[name] = self._send(lambda: self.ml.create_connector(body=connector_body(name)))["connector_id"]
         group_ids: dict[str, str] = {}
         for model, group, connector in names.models:
             if group not in group_ids:
-                group_ids[group] = created.group(self._send(lambda: self.ml.register_model_group(
-                    body={"name": group, "description": "mlsync apply benchmark"}))["model_group_id"])
+                group_ids[group] = self._send(lambda: self.ml.register_model_group(
+                    body={"name": group, "description": "mlsync apply benchmark"}))["model_group_id"]
             resp = self._send(lambda: self.ml.register_model(body={
                 "name": model, "function_name": "remote", "description": "remote embeddings",
                 "model_group_id": group_ids[group], "connector_id": connector_ids[connector]}))
-            created.task(resp["task_id"])
 
             def task_final(doc: dict) -> bool:
                 if doc.get("state") in ("FAILED", "CANCELLED", "COMPLETED_WITH_ERROR"):
                     raise RuntimeError(f"register {model}: {doc.get('error')}")
                 return doc.get("state") == "COMPLETED"
             task = self._poll(lambda: self.ml.get_task(task_id=resp["task_id"]), task_final)
-            model_id = created.model(task["model_id"])
-            deployed = self._send(lambda: self.ml.deploy_model(model_id=model_id))
-            if deployed.get("task_id"):
-                created.task(deployed["task_id"])
+            model_id = task["model_id"]
+            self._send(lambda: self.ml.deploy_model(model_id=model_id))
             self._poll(lambda: self.ml.get_model(model_id=model_id), lambda d: d.get("model_state") == "DEPLOYED")
 
 
@@ -208,83 +206,6 @@ def run_mlsync(url: str, names: Names, parallelism: int, workdir: str, timings: 
     return took, sum(c.requests_made for c in clusters), out.getvalue()
 
 
-# --------------------------------------------------------------------------- clean-up
-
-
-class Created:
-    """Ids the baseline created (mlsync's are found by name at clean-up)."""
-
-    def __init__(self) -> None:
-        self.connectors: list[str] = []
-        self.groups: list[str] = []
-        self.models: list[str] = []
-        self.tasks: list[str] = []
-
-    def connector(self, i: str) -> str:
-        self.connectors.append(i)
-        return i
-
-    def group(self, i: str) -> str:
-        self.groups.append(i)
-        return i
-
-    def model(self, i: str) -> str:
-        self.models.append(i)
-        return i
-
-    def task(self, i: str) -> str:
-        self.tasks.append(i)
-        return i
-
-
-def _search_ids(client: OpenSearch, index_search, query: dict) -> list[str]:
-    resp = index_search(body={"size": 10_000, "query": query, "_source": False})
-    return [h["_id"] for h in resp["hits"]["hits"]]
-
-
-def cleanup(client: OpenSearch, prefix: str, stacks: list[str], workers: int = 4) -> str:
-    """Delete every model, group and connector named `prefix...`, their tasks, and the stacks' state docs."""
-    ml = client.plugins.ml
-    with contextlib.suppress(TransportError):
-        client.indices.refresh(index=".plugins-ml-*")
-    named = {"prefix": {"name.keyword": prefix}}
-    models = _search_ids(client, ml.search_models, {"bool": {"filter": [named],
-                                                             "must_not": [{"exists": {"field": "chunk_number"}}]}})
-    groups = _search_ids(client, ml.search_model_group, named)
-    connectors = _search_ids(client, ml.search_connectors, named)
-    tasks = _search_ids(client, ml.search_tasks, {"terms": {"model_id": models}}) if models else []
-    stacks = [s for s in stacks if client.exists(index=STATE_INDEX, id=s)] \
-        if client.indices.exists(index=STATE_INDEX) else []
-    problems: list[str] = []
-
-    def quietly(fn, retry_409: bool = False) -> None:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                fn()
-                return
-            except NotFoundError:
-                return
-            except TransportError as exc:
-                if retry_409 and exc.status_code in (409, 500) and time.monotonic() < deadline:
-                    time.sleep(0.3)
-                    continue
-                problems.append(str(exc)[:200])
-                return
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda m: quietly(lambda: ml.undeploy_model(model_id=m)), models))
-        list(pool.map(lambda m: quietly(lambda: ml.delete_model(model_id=m), True), models))
-        list(pool.map(lambda g: quietly(lambda: ml.delete_model_group(model_group_id=g), True), groups))
-        list(pool.map(lambda c: quietly(lambda: ml.delete_connector(connector_id=c), True), connectors))
-        list(pool.map(lambda t: quietly(lambda: ml.delete_task(task_id=t)), tasks))
-        list(pool.map(lambda s: quietly(lambda: client.delete(index=STATE_INDEX, id=s)), stacks))
-    for p in problems[:5]:
-        print(f"  clean-up: {p}", file=sys.stderr)
-    return (f"{len(models)} models, {len(groups)} groups, {len(connectors)} connectors, {len(tasks)} tasks, "
-            f"{len(stacks)} state docs")
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -313,9 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     client = OpenSearch(args.url, timeout=120, max_retries=0)
     if args.cleanup_prefix:
         search_state = lambda body: client.search(index=STATE_INDEX, body=body)  # noqa: E731
-        stacks = _search_ids(client, search_state, {"prefix": {"stack": args.cleanup_prefix}}) \
+        stacks = search_ids(client, search_state, {"prefix": {"stack": args.cleanup_prefix}}) \
             if client.indices.exists(index=STATE_INDEX) else []
-        print("deleted " + cleanup(client, args.cleanup_prefix, stacks))
+        print("deleted " + delete_named(client, args.cleanup_prefix, stacks))
         return 0
 
     prefix = f"bencha-{uuid.uuid4().hex[:8]}"
@@ -332,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 names = Names(f"{prefix}-r{rnd}-base", args.models, args.models_per_group, args.connectors)
                 baseline = Baseline(client, args.poll_interval)
                 start = time.perf_counter()
-                baseline.run(names, Created())
+                baseline.run(names)
                 took = time.perf_counter() - start
                 results["baseline"].append((took, baseline.requests))
                 print(f"  round {rnd + 1}: baseline      {took:7.2f}s  {baseline.requests:5d} requests")
@@ -343,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[f"mlsync -p {p}"].append((took, requests))
                 print(f"  round {rnd + 1}: mlsync -p {p:<3d} {took:7.2f}s  {requests:5d} requests")
             if not args.keep:   # keep the node small between rounds
-                cleanup(client, f"{prefix}-r{rnd}-", stacks[-len(parallelisms):])
+                delete_named(client, f"{prefix}-r{rnd}-", stacks[-len(parallelisms):])
 
         print(f"\nmedians over {args.repeat} round(s), {args.models} models:")
         base = statistics.median(t for t, _ in results["baseline"]) if results.get("baseline") else None
@@ -361,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:16s} {count:6d} calls  {secs:8.2f}s  {secs / count * 1000:7.1f} ms/call")
     finally:
         if not args.keep:
-            print("\nclean-up: deleted " + cleanup(client, prefix, stacks))
+            print("\nclean-up: deleted " + delete_named(client, prefix, stacks))
         else:
             print(f"\nkept; remove with: {sys.argv[0]} --cleanup-prefix {prefix}")
     return 0

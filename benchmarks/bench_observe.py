@@ -26,9 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from opensearchpy import OpenSearch  # noqa: E402  (the benchmark drives the node directly to populate it)
-from opensearchpy.exceptions import NotFoundError, TransportError  # noqa: E402
+from opensearchpy.exceptions import TransportError  # noqa: E402
 
 from mlsync.adapter import DEFAULT_PAGE_SIZE, Cluster, ConnectionOptions  # noqa: E402
+
+from _cleanup import delete_named  # noqa: E402
 
 
 def connector_body(name: str) -> dict:
@@ -93,38 +95,6 @@ class Population:
             list(pool.map(register_group, range(groups)))
         return time.perf_counter() - start
 
-    def adopt_leftovers(self, cluster: Cluster) -> None:
-        """Find every object named with this prefix (e.g. left by an interrupted run) so cleanup removes it."""
-        obs = cluster.observe()
-        named = lambda objs: [i for i, o in objs.items() if str(o.source.get("name", "")).startswith(self.prefix)]  # noqa: E731
-        self.groups = sorted(set(self.groups) | set(named(obs.groups)))
-        self.connectors = sorted(set(self.connectors) | set(named(obs.connectors)))
-        self.models = sorted(set(self.models) | set(named(obs.models)))
-
-    def cleanup(self, workers: int) -> None:
-        ml = self.client.plugins.ml
-
-        def quietly(fn, retry_409: bool = False) -> None:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    fn()
-                    return
-                except NotFoundError:
-                    return
-                except TransportError as exc:
-                    if retry_409 and exc.status_code == 409 and time.monotonic() < deadline:
-                        time.sleep(0.3)
-                        continue
-                    print(f"  cleanup: {exc}", file=sys.stderr)
-                    return
-
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(lambda m: quietly(lambda: ml.delete_model(model_id=m)), self.models))
-            list(pool.map(lambda g: quietly(lambda: ml.delete_model_group(model_group_id=g), True), self.groups))
-            list(pool.map(lambda c: quietly(lambda: ml.delete_connector(connector_id=c), True), self.connectors))
-            list(pool.map(lambda t: quietly(lambda: ml.delete_task(task_id=t)), self.tasks))
-
 
 def get_per_resource(client: OpenSearch, observed) -> tuple[int, float]:
     """The naive way: one GET per object (what mlsync must never do). Returns (requests, seconds)."""
@@ -165,10 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     client = OpenSearch(args.url, timeout=120, max_retries=0)
     if args.cleanup_prefix:
-        pop = Population(client, args.cleanup_prefix)
-        pop.adopt_leftovers(Cluster.connect(ConnectionOptions(url=args.url, timeout=120)))
-        print(f"deleting {len(pop.models)} models, {len(pop.groups)} groups, {len(pop.connectors)} connectors")
-        pop.cleanup(args.workers)
+        print("deleted " + delete_named(client, args.cleanup_prefix, workers=args.workers))
         return 0
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     pop = Population(client, prefix)
@@ -210,12 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kept the objects (prefix {prefix})")
         else:
             print("cleaning up ...")
-            time.sleep(1.0)
-            try:
-                pop.adopt_leftovers(Cluster.connect(ConnectionOptions(url=args.url, timeout=120)))
-            except Exception as exc:  # noqa: BLE001 — clean up what we know of anyway
-                print(f"  could not look for leftovers: {exc}", file=sys.stderr)
-            pop.cleanup(args.workers)
+            # by name, so objects of an interrupted population go too
+            print("  deleted " + delete_named(client, prefix, workers=args.workers))
     return 0
 
 
