@@ -13,6 +13,7 @@ import hashlib
 import json
 from typing import Any, Optional
 
+from mlsync.field_rules import Rule, fields
 from mlsync.secrets import Secret
 
 # The server fills every missing client_config key with these when the object is sent at all
@@ -27,18 +28,14 @@ CLIENT_CONFIG_DEFAULTS = {
     "retry_backoff_policy": "constant",
 }
 
-# Fields of a model that Update Model can change in place (reference §2.7). Everything else that
-# differs (artifact hash, model_format, function_name, model_config of a non-TEXT_EMBEDDING model)
-# forces a replace: a new registration.
-MODEL_UPDATABLE = ("name", "description", "is_enabled", "rate_limiter", "model_config", "deploy_setting",
-                   "interface", "guardrails", "connector")
-MODEL_REPLACE_FIELDS = ("function_name", "model_format", "model_content_hash_value")
+# Which fields update in place and which force a replace: mlsync/field_rules.py (reference §2.7, §4.3).
+MODEL_UPDATABLE = fields("model", Rule.UPDATE)
+MODEL_REPLACE_FIELDS = fields("model", Rule.REPLACE)
+CONNECTOR_UPDATABLE = fields("connector", Rule.UPDATE)
 # Update Model works only for these functions (403 otherwise, reference §2.7).
 MODEL_UPDATE_FUNCTIONS = ("TEXT_EMBEDDING", "REMOTE")
 # Fields the last upload_chunk (and, in 2.x, URL registration) drops; set again with Update Model.
 MODEL_FIXUP_FIELDS = ("description", "is_enabled", "rate_limiter", "deploy_setting", "interface", "guardrails")
-CONNECTOR_UPDATABLE = ("description", "version", "protocol", "parameters", "actions", "client_config",
-                       "access_mode", "backend_roles")
 DEPLOYED_STATES = frozenset({"DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOADED", "PARTIALLY_LOADED", "LOADING"})
 # A failed deploy can still hold the model in a node's memory (auto-redeploy after a restart loads it
 # while the document still reads DEPLOY_FAILED), and the server's "connector in use" check looks at
@@ -294,7 +291,7 @@ def request_body(change, *, refs: dict[str, str], credential: Optional[dict[str,
     if group is not None and str(Address("model_group", group)) in refs:
         body["model_group_id"] = refs[str(Address("model_group", group))]
     if update:
-        for key in ("function_name", "model_format", "model_content_hash_value"):
+        for key in MODEL_REPLACE_FIELDS:
             body.pop(key, None)  # not updatable; the server ignores them
         if body.get("model_config") and after.get("function_name") not in MODEL_UPDATE_FUNCTIONS:
             body.pop("model_config")   # the server takes it for TEXT_EMBEDDING and remote models only
