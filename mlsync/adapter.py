@@ -49,6 +49,7 @@ _os_log = logging.getLogger("opensearch")            # opensearch-py's own reque
 _os_tracer = logging.getLogger("opensearchpy.trace")  # opensearch-py's curl tracer
 
 STATE_INDEX = "mlsync-state"
+POOL_MAXSIZE = 32                 # kept-alive connections per host; more than any --parallelism in practice
 DEFAULT_PAGE_SIZE = 2000
 MAX_PAGE_SIZE = 10_000            # index.max_result_window default: from + size must stay <= 10,000
 DEFAULT_TIMEOUT = 30.0
@@ -291,6 +292,9 @@ class Cluster:
             "serializer": _SecretRevealingSerializer(),
             "mlsync_counter": self._counter,
             "connection_class": _Urllib3Connection,
+            # urllib3 keeps 1 connection by default: an apply's parallel workers and its task poller
+            # then reconnect on every request ("Connection pool is full, discarding connection").
+            "pool_maxsize": POOL_MAXSIZE,
             "retry_on_timeout": False,
             "sniff_on_start": False,
             "sniff_on_connection_fail": False,

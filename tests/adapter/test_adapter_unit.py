@@ -244,3 +244,10 @@ def test_missing_index_reads_as_empty(monkeypatch):
     assert cluster.search_tasks(["t1"]) == {}
     assert cluster.find_models("m", None) == {}
     cluster.delete_connector("c1")
+
+
+def test_the_connection_pool_keeps_a_connection_per_parallel_worker():
+    # urllib3's default of 1 made every parallel request of an apply open a new connection.
+    c = Cluster(ConnectionOptions(url="http://127.0.0.1:1"))
+    conn = c._client.transport.connection_pool.connections[0]
+    assert conn.pool.pool.maxsize >= 16      # the urllib3 pool's queue of idle connections
