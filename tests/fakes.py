@@ -317,31 +317,26 @@ class FakeCluster:
             self.requests_made += 1
             self.log.append(Call(next(self._seq), method, key if key is not None else self._name_of(oid), oid,
                                  args, threading.current_thread().name))
-            for h in self._hooks:
-                if self._hook_matches(h, method, args, after=False):
-                    h.seen += 1
-                    if h.seen < h.nth:
-                        continue
-                    h.times -= 1
-                    if h.crash:
-                        self.dead = True
-                        raise SimulatedCrash(f"crash before {method}")
-                    raise _fresh(h.error)
+            self._fire_hooks(method, args, after=False)
         if self.on_call is not None:
             self.on_call(method)
 
     def _after(self, method: str, args: tuple) -> None:
         with self._lock:
-            for h in self._hooks:
-                if self._hook_matches(h, method, args, after=True):
-                    h.seen += 1
-                    if h.seen < h.nth:
-                        continue
-                    h.times -= 1
-                    if h.crash:
-                        self.dead = True
-                        raise SimulatedCrash(f"crash after {method}")
-                    raise _fresh(h.error)
+            self._fire_hooks(method, args, after=True)
+
+    def _fire_hooks(self, method: str, args: tuple, *, after: bool) -> None:
+        """Raise the first armed hook's error (or crash) for this call; the caller holds the lock."""
+        for h in self._hooks:
+            if self._hook_matches(h, method, args, after=after):
+                h.seen += 1
+                if h.seen < h.nth:
+                    continue
+                h.times -= 1
+                if h.crash:
+                    self.dead = True
+                    raise SimulatedCrash(f"crash {'after' if after else 'before'} {method}")
+                raise _fresh(h.error)
 
     def _call(self, method: str, args: tuple, effect: Callable[[], Any], *, key: Optional[str] = None,
               oid: Optional[str] = None) -> Any:
