@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from mlsync.errors import ClusterError, StateConflict
+from mlsync.normalize import CLIENT_CONFIG_DEFAULTS  # proved against the node by tests/contract/test_connectors.py
 from mlsync.observed import Observed, ObservedObject, RegisterResult, StateDocument
 from mlsync.secrets import Secret
 
@@ -44,9 +45,6 @@ DEPLOYED = frozenset({"DEPLOYED", "DEPLOYING", "PARTIALLY_DEPLOYED"})
 
 # --- how the server stores what it is sent (docs/ml-commons-notes.md §9; proven on the node) -------
 
-CLIENT_CONFIG_DEFAULTS = {"max_connection": 30, "connection_timeout": 30000, "read_timeout": 30000,
-                          "retry_backoff_millis": 200, "retry_timeout_seconds": 30, "max_retry_times": 0,
-                          "retry_backoff_policy": "constant"}
 _GSON_HTML = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "=": "\\u003d", "'": "\\u0027"}
 
 

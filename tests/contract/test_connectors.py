@@ -8,19 +8,14 @@ from opensearchpy.exceptions import NotFoundError, RequestError, TransportError
 
 from helpers import error_info, stub_connector_body
 
+# The one import of mlsync in the contract tests: these tests prove the defaults mlsync's normaliser
+# fills in are the ones the node fills in.
+from mlsync.normalize import CLIENT_CONFIG_DEFAULTS
+
 CONNECTOR_ACCESS_OFF = (
     "You cannot specify connector access control parameters because the Security plugin or connector "
     "access control is disabled on your cluster."
 )
-CLIENT_CONFIG_DEFAULTS = {
-    "max_connection": 30,
-    "connection_timeout": 30000,
-    "read_timeout": 30000,
-    "retry_backoff_millis": 200,
-    "retry_timeout_seconds": 30,
-    "max_retry_times": 0,
-    "retry_backoff_policy": "constant",
-}
 
 
 @pytest.fixture
