@@ -289,32 +289,30 @@ _CREDENTIAL_DESCRIPTION = ("Write-only credential values (a non-empty mapping of
                            "${credential.x}; never printed, never stored in clear. Use ${env:NAME} or ${file:path}.")
 
 
-class InlineConnector(Closed):
+class _ConnectorBody(Closed):
+    """What a standalone and an inline connector both declare."""
+
+    description: Optional[str] = Field(None, description="Free text.")
+    protocol: Protocol = Field(description="http or aws_sigv4.")
+    parameters: Optional[dict[str, Any]] = Field(None, description=_PARAMETERS_DESCRIPTION)
+    credential: Annotated[dict[str, SecretValue], Field(min_length=1)] = Field(description=_CREDENTIAL_DESCRIPTION)
+    actions: Annotated[list[ConnectorAction], Field(min_length=1)] = Field(
+        description="What the connector can call (a non-empty list).")
+    client_config: Optional[ClientConfig] = Field(None, description="HTTP client settings.")
+
+
+class InlineConnector(_ConnectorBody):
     """A connector that lives inside one remote model (ML Commons' "internal connector")."""
 
     name: Optional[Name] = Field(None, description="Name of the internal connector.")
-    description: Optional[str] = Field(None, description="Free text.")
     version: Optional[ConnectorVersion] = Field(None, description="Connector version (a string or a number; stored as a string).")
-    protocol: Protocol = Field(description="http or aws_sigv4.")
-    parameters: Optional[dict[str, Any]] = Field(None, description=_PARAMETERS_DESCRIPTION)
-    credential: Annotated[dict[str, SecretValue], Field(min_length=1)] = Field(description=_CREDENTIAL_DESCRIPTION)
-    actions: Annotated[list[ConnectorAction], Field(min_length=1)] = Field(
-        description="What the connector can call (a non-empty list).")
-    client_config: Optional[ClientConfig] = Field(None, description="HTTP client settings.")
 
 
-class Connector(AccessFields):
+class Connector(_ConnectorBody, AccessFields):
     """A standalone connector, shared by remote models that name it."""
 
     name: Name = Field(description="Unique within the stack; also the server-side name.")
-    description: Optional[str] = Field(None, description="Free text.")
     version: ConnectorVersion = Field("1", description="Connector version (a string or a number; stored as a string).")
-    protocol: Protocol = Field(description="http or aws_sigv4.")
-    parameters: Optional[dict[str, Any]] = Field(None, description=_PARAMETERS_DESCRIPTION)
-    credential: Annotated[dict[str, SecretValue], Field(min_length=1)] = Field(description=_CREDENTIAL_DESCRIPTION)
-    actions: Annotated[list[ConnectorAction], Field(min_length=1)] = Field(
-        description="What the connector can call (a non-empty list).")
-    client_config: Optional[ClientConfig] = Field(None, description="HTTP client settings.")
     lifecycle: Lifecycle = Field(Lifecycle(), description="Lifecycle rules (prevent_destroy).")
 
 
