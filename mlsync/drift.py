@@ -38,7 +38,6 @@ from mlsync.state import ResourceState, StackState
 FORMAT_VERSION = "1.0"
 DRIFT, PENDING = "drift", "pending"
 EXIT_CLEAN, EXIT_DRIFT = 0, 2
-FAILED_STATES = frozenset({"DEPLOY_FAILED", "LOAD_FAILED"})
 
 
 class Kind(str, Enum):
@@ -254,7 +253,7 @@ def _deploy_item(ch: ResourceChange, rs: ResourceState, observed: Observed) -> O
         return DriftItem(addr, Kind.DEPLOY_FLAG, f"the file changed deploy from {was} to {str(bool(ch.deploy)).lower()} "
                          f"since the last apply (state {state})", ch.server_id, ch.server_version, actions=acts,
                          details=details)
-    if ch.deploy and state in FAILED_STATES:
+    if ch.deploy and state in normalize.FAILED_STATES:
         return DriftItem(addr, Kind.DEPLOY_FAILED, f"deploy failed outside mlsync (state {state}); the file says "
                          "deploy: true", ch.server_id, ch.server_version, actions=acts, details=details)
     if ch.deploy:

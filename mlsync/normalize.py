@@ -40,7 +40,8 @@ DEPLOYED_STATES = frozenset({"DEPLOYED", "PARTIALLY_DEPLOYED", "DEPLOYING", "LOA
 # A failed deploy can still hold the model in a node's memory (auto-redeploy after a restart loads it
 # while the document still reads DEPLOY_FAILED), and the server's "connector in use" check looks at
 # memory, not at the document.
-MAYBE_LOADED_STATES = DEPLOYED_STATES | {"DEPLOY_FAILED", "LOAD_FAILED"}
+FAILED_STATES = frozenset({"DEPLOY_FAILED", "LOAD_FAILED"})
+MAYBE_LOADED_STATES = DEPLOYED_STATES | FAILED_STATES
 
 
 def _drop_none(d: dict) -> dict:
