@@ -11,7 +11,7 @@ from typing import Iterable
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError, TransportError
 
-from mlsync.adapter import STATE_INDEX
+from mlsync.edge.cluster import STATE_INDEX
 
 
 def search_ids(client: OpenSearch, index_search, query: dict) -> list[str]:

@@ -15,7 +15,7 @@ the same objects under fresh unique names (`bencha-<hex>-...`):
             create its group (when new), register, GET the register task until COMPLETED, deploy,
             GET the model until DEPLOYED. Each poll loop asks at once and then every
             `--poll-interval` (0.25 s) while the answer is not final -- the most favourable naive loop.
-  mlsync    the equivalent desired-state YAML, applied through the real path (`mlsync.app.apply`,
+  mlsync    the equivalent desired-state YAML, applied through the real path (`mlsync.commands.apply`,
             auto-approve, state in the cluster's mlsync-state index): load + plan (observe) + apply,
             timed from the start of the plan to the end, once per `--parallelism` value.
 
@@ -48,8 +48,10 @@ import yaml  # noqa: E402
 from opensearchpy import OpenSearch  # noqa: E402  (the baseline, and the clean-up, drive the node directly)
 from opensearchpy.exceptions import TransportError  # noqa: E402
 
-from mlsync import app, workflow  # noqa: E402
-from mlsync.adapter import STATE_INDEX, Cluster, ConnectionOptions  # noqa: E402
+from mlsync import commands as app
+
+from mlsync.commands import common as workflow  # noqa: E402
+from mlsync.edge.cluster import STATE_INDEX, Cluster, ConnectionOptions  # noqa: E402
 
 from _cleanup import delete_named, search_ids  # noqa: E402
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from opensearchpy import OpenSearch  # noqa: E402  (the benchmark drives the node directly to populate it)
 from opensearchpy.exceptions import TransportError  # noqa: E402
 
-from mlsync.adapter import DEFAULT_PAGE_SIZE, Cluster, ConnectionOptions  # noqa: E402
+from mlsync.edge.cluster import DEFAULT_PAGE_SIZE, Cluster, ConnectionOptions  # noqa: E402
 
 from _cleanup import delete_named  # noqa: E402
 

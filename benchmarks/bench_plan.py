@@ -30,14 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mlsync.config.model import StackFile  # noqa: E402
-from mlsync.desired import flatten  # noqa: E402
-from mlsync.normalize import CLIENT_CONFIG_DEFAULTS, digest  # noqa: E402
-from mlsync.observed import Observed, ObservedObject  # noqa: E402
-from mlsync.plan import Action  # noqa: E402
-from mlsync.planner import plan  # noqa: E402
-from mlsync.secrets import Secret, fingerprint  # noqa: E402
-from mlsync.state import ResourceState, StackState  # noqa: E402
+from mlsync.input.model import StackFile  # noqa: E402
+from mlsync.input.flatten import flatten  # noqa: E402
+from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS, digest  # noqa: E402
+from mlsync.core.observed import Observed, ObservedObject  # noqa: E402
+from mlsync.core.plan import Action  # noqa: E402
+from mlsync.core.planner import plan  # noqa: E402
+from mlsync.core.secrets import Secret, fingerprint  # noqa: E402
+from mlsync.core.state import ResourceState, StackState  # noqa: E402
 
 KEY = "bench-fingerprint-key"
 CREDENTIAL = {"api_key": "bench-key"}

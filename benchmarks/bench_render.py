@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from mlsync.plan import Plan  # noqa: E402
+from mlsync.core.plan import Plan  # noqa: E402
 from mlsync.render import json as render_json  # noqa: E402
 from mlsync.render import markdown as render_markdown  # noqa: E402
 from mlsync.render import text as render_text  # noqa: E402

@@ -4,7 +4,7 @@
 
 The file holds 50 connectors, 100 model groups and the rest as model versions (a tenth of the
 models remote, the others URL models with three versions each). It reports the best of R in-process
-`mlsync.config.load` runs (YAML, interpolation, typed model, cross-field checks) and one
+`mlsync.input.load` runs (YAML, interpolation, typed model, cross-field checks) and one
 end-to-end `mlsync validate` in a fresh interpreter (Python start-up and imports included).
 Goal (SPEC §8 / issue 3): well under a second for 1,000 resources.
 """
@@ -105,7 +105,7 @@ def main() -> int:
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     start = time.perf_counter()
-    from mlsync.config import load  # noqa: E402  (import time reported separately)
+    from mlsync.input import load  # noqa: E402  (import time reported separately)
     load_import = time.perf_counter() - start
 
     times = []
@@ -133,7 +133,7 @@ def main() -> int:
     print(f"file: {path} ({len(text) / 1024:.0f} KiB, {args.resources} resources: {counts['connectors']} connectors, "
           f"{counts['model_groups']} model groups, {counts['model_versions']} model versions)")
     print(f"YAML parser: {parser_kind}")
-    print(f"import mlsync.config: {load_import * 1000:.0f} ms")
+    print(f"import mlsync.input: {load_import * 1000:.0f} ms")
     print(f"load + validate (best of {args.repeat}): {min(times) * 1000:.0f} ms "
           f"(median {sorted(times)[len(times) // 2] * 1000:.0f} ms)")
     print(f"`mlsync validate` end to end (new interpreter): {end_to_end * 1000:.0f} ms")

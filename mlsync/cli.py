@@ -1,6 +1,6 @@
 """The command line: the only module that imports click.
 
-Each command parses its options and calls one function of `mlsync.app` through `run()`, which maps
+Each command parses its options and calls one function of `mlsync.commands` through `run()`, which maps
 errors to exit codes (1) and one line per problem on stderr; `--debug` shows tracebacks instead.
 Import heavy libraries inside command functions only: `mlsync --help` must stay fast.
 
@@ -11,7 +11,7 @@ Adding a command:
     @click.pass_context
     def plan(ctx, files):
         \"\"\"Show what apply would change.\"\"\"
-        from mlsync import app
+        from mlsync import commands as app
         run(ctx, app.plan, list(files) or ["."], sys.stdout)
 """
 
@@ -46,13 +46,13 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 def run(ctx: click.Context, fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
     """Call an app function and exit with its code; errors become one line each on stderr, exit 1."""
-    from mlsync.errors import ConfigError, MlsyncError
+    from mlsync.core.errors import ConfigError, MlsyncError
 
     debug = bool(ctx.obj and ctx.obj.debug)
     try:
         code = fn(*args, **kwargs)
     except ConfigError as exc:
-        from mlsync.app import print_problems
+        from mlsync.commands import print_problems
 
         print_problems(exc.problems, sys.stderr)
         code = 1
@@ -93,7 +93,7 @@ def validate(ctx: click.Context, files: tuple[str, ...], separate: tuple[str, ..
     -f files are merged into one stack (overlays). FILE arguments are each checked as a stack of
     their own, which is how a pre-commit hook passes the changed files.
     """
-    from mlsync import app
+    from mlsync import commands as app
 
     if separate and files:
         raise click.UsageError("give -f files (merged into one stack) or FILE arguments (each checked on its own), "
@@ -108,7 +108,7 @@ def validate(ctx: click.Context, files: tuple[str, ...], separate: tuple[str, ..
 @click.pass_context
 def schema(ctx: click.Context) -> None:
     """Print the JSON Schema (draft 2020-12) of the desired-state file."""
-    from mlsync import app
+    from mlsync import commands as app
 
     def emit() -> int:
         sys.stdout.write(app.schema_text())
@@ -143,7 +143,7 @@ def _connection_options(fn: Callable, *, with_state_file: bool = False) -> Calla
 
 
 def _connection(kw: dict):
-    from mlsync.adapter import ConnectionOptions
+    from mlsync.edge.cluster import ConnectionOptions
 
     return ConnectionOptions(url=kw.pop("url"), username=kw.pop("username"), password=kw.pop("password"),
                              ca_certs=kw.pop("ca_certs"), insecure=kw.pop("insecure"),
@@ -168,7 +168,7 @@ OUTPUT = output_option("plan")
 @click.pass_context
 def plan(ctx: click.Context, files, output, plan_file, detailed_exitcode, destroy, **kw) -> None:
     """Show what apply would change (reads the cluster, changes nothing)."""
-    from mlsync import app
+    from mlsync import commands as app
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.plan(list(files) or ["."], _connection(kw), sys.stdout, output=output, plan_file=plan_file,
@@ -192,7 +192,7 @@ def _apply_command(destroy: bool):
     @click.option("--timeout", default="10m", show_default=True, help="Per-operation timeout, e.g. 90s, 10m, 1h.")
     @click.pass_context
     def command(ctx: click.Context, files, planfile, auto_approve, parallelism, timeout, **kw) -> None:
-        from mlsync import app
+        from mlsync import commands as app
 
         state_file = kw.pop("state_file")
         seconds = _duration(timeout)
@@ -225,7 +225,7 @@ def drift(ctx: click.Context, files, output, **kw) -> None:
     """Report what changed on the cluster, and in the files, since the last apply.
 
     Exit 0 when nothing did, 2 when something did (drift or pending file changes), 1 on error."""
-    from mlsync import app
+    from mlsync import commands as app
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.drift(list(files) or ["."], _connection(kw), sys.stdout, output=output, state_file=state_file))
@@ -239,7 +239,7 @@ def drift(ctx: click.Context, files, output, **kw) -> None:
 @click.pass_context
 def state_command(ctx: click.Context, action, addresses, stack, **kw) -> None:
     """Inspect or edit the stack's state: list | show ADDRESS | rm ADDRESS..."""
-    from mlsync import app
+    from mlsync import commands as app
 
     if action in ("show", "rm") and not addresses:
         raise click.UsageError(f"state {action} needs an ADDRESS, e.g. 'model_group[\"embeddings\"]'")
@@ -254,7 +254,7 @@ def state_command(ctx: click.Context, action, addresses, stack, **kw) -> None:
 @click.pass_context
 def unlock(ctx: click.Context, stack, force, **kw) -> None:
     """Release a stale apply lock."""
-    from mlsync import app
+    from mlsync import commands as app
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.unlock(_connection(kw), sys.stdout, stack=stack, force=force, state_file=state_file))
@@ -271,7 +271,7 @@ def unlock(ctx: click.Context, stack, force, **kw) -> None:
 def export_command(ctx: click.Context, groups, stack, output_file, **kw) -> None:
     """Write the cluster's model groups, connectors and models as a desired-state file (credentials as
     ${env:...} placeholders: the server never returns them)."""
-    from mlsync import app
+    from mlsync import commands as app
 
     run(ctx, lambda: app.export_(_connection(kw), sys.stdout, groups=list(groups), stack=stack,
                                  output_file=output_file))
@@ -285,7 +285,7 @@ def export_command(ctx: click.Context, groups, stack, output_file, **kw) -> None
 @click.pass_context
 def import_command(ctx: click.Context, address, object_id, stack, **kw) -> None:
     """Adopt an existing object into the stack's state (ADDRESS like 'model_group[\"g\"]')."""
-    from mlsync import app
+    from mlsync import commands as app
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.import_(address, object_id, _connection(kw), sys.stdout, stack=stack, state_file=state_file))

@@ -1,4 +1,4 @@
-"""An in-memory ML Commons for executor tests: `FakeCluster` implements `mlsync.observed.ClusterPort`.
+"""An in-memory ML Commons for executor tests: `FakeCluster` implements `mlsync.core.observed.ClusterPort`.
 
 It behaves like the real API where the executor's correctness depends on it (reference
 ml-commons-api.md):
@@ -33,10 +33,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from mlsync.errors import ClusterError, StateConflict
-from mlsync.normalize import CLIENT_CONFIG_DEFAULTS  # proved against the node by tests/contract/test_connectors.py
-from mlsync.observed import Observed, ObservedObject, RegisterResult, StateDocument
-from mlsync.secrets import Secret
+from mlsync.core.errors import ClusterError, StateConflict
+from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS  # proved against the node by tests/contract/test_connectors.py
+from mlsync.core.observed import Observed, ObservedObject, RegisterResult, StateDocument
+from mlsync.core.secrets import Secret
 
 MAX_CHUNK = 10_000_000
 DROPPED_BY_LAST_CHUNK = ("description", "is_enabled", "rate_limiter", "deploy_setting", "interface", "guardrails")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from mlsync.plan import Plan
+from mlsync.core.plan import Plan
 
 FORMATS = ("text", "json", "markdown")
 

@@ -10,8 +10,8 @@ import json
 import re
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
-from mlsync.plan import KNOWN_AFTER_APPLY, Action, FieldChange, Plan, ResourceChange
-from mlsync.secrets import MASK, Secret
+from mlsync.core.plan import KNOWN_AFTER_APPLY, Action, FieldChange, Plan, ResourceChange
+from mlsync.core.secrets import MASK, Secret
 
 NOT_SET = "(not set)"
 ARROW = "→"

@@ -13,10 +13,10 @@ import json
 import textwrap
 from typing import Any
 
-from mlsync.drift import DRIFT, PENDING, DriftItem, DriftReport, FieldDrift
+from mlsync.core.drift import DRIFT, PENDING, DriftItem, DriftReport, FieldDrift
 from mlsync.render import _common as c
 from mlsync.render import markdown as md
-from mlsync.secrets import MASK
+from mlsync.core.secrets import MASK
 
 FORMATS = ("text", "json", "markdown")
 MAX_MARKDOWN_CHARS = md.MAX_CHARS       # 60,000: under GitHub's 65,536 comment limit

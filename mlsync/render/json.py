@@ -2,7 +2,7 @@
 
 The format (and its versioning policy) is documented in docs/plan-format.md; `format_version` is the
 first key. Masking is done here as well as upstream: the whole document is walked and any
-`mlsync.secrets.Secret` becomes `(sensitive)`, and the before/after of a sensitive field change
+`mlsync.core.secrets.Secret` becomes `(sensitive)`, and the before/after of a sensitive field change
 (keyed fingerprints in the plan) are shown as `(sensitive)` too, so no secret and nothing derived
 from one reaches this output even if a producer forgot to mask it.
 """
@@ -13,9 +13,9 @@ import dataclasses
 import json
 from typing import Any
 
-from mlsync.plan import FORMAT_VERSION, FieldChange, Plan, ResourceChange
+from mlsync.core.plan import FORMAT_VERSION, FieldChange, Plan, ResourceChange
 from mlsync.render._common import _json_default, mask_secrets
-from mlsync.secrets import MASK
+from mlsync.core.secrets import MASK
 
 
 def _masked_change(ch: ResourceChange) -> ResourceChange:

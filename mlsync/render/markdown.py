@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 from typing import Iterator
 
-from mlsync.plan import Plan, ResourceChange
+from mlsync.core.plan import Plan, ResourceChange
 from mlsync.render import _common as c
 
 MAX_CHARS = 60_000

@@ -11,9 +11,9 @@ import textwrap
 from functools import lru_cache
 from typing import Optional
 
-from mlsync.plan import KNOWN_AFTER_APPLY, Plan, ResourceChange
+from mlsync.core.plan import KNOWN_AFTER_APPLY, Plan, ResourceChange
 from mlsync.render import _common as c
-from mlsync.secrets import MASK
+from mlsync.core.secrets import MASK
 
 Span = tuple[str, str]          # (text, rich style; "" for none)
 

@@ -1,4 +1,4 @@
-"""mlsync.adapter.Cluster against the real OpenSearch 2.19 + ML Commons node.
+"""mlsync.edge.cluster.Cluster against the real OpenSearch 2.19 + ML Commons node.
 
 Every object is created with a unique name and removed by the janitor (the node is shared).
 """
@@ -14,9 +14,9 @@ import uuid
 import pytest
 
 from helpers import build_model_zip_bytes, sha256_hex, split_chunks, stub_connector_body, unique_name
-from mlsync.adapter import Cluster, ConnectionOptions
-from mlsync.errors import ClusterError, StateConflict
-from mlsync.secrets import Secret
+from mlsync.edge.cluster import Cluster, ConnectionOptions
+from mlsync.core.errors import ClusterError, StateConflict
+from mlsync.core.secrets import Secret
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""mlsync.adapter without a cluster: connection failures, error translation, options, paging logic."""
+"""mlsync.edge.cluster without a cluster: connection failures, error translation, options, paging logic."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 import pytest
 from opensearchpy.exceptions import TransportError
 
-from mlsync.adapter import Cluster, ConnectionOptions, _RequestsConnection, _SecretRevealingSerializer, _translate
-from mlsync.errors import ClusterError
-from mlsync.secrets import Secret
+from mlsync.edge.cluster import Cluster, ConnectionOptions, _RequestsConnection, _SecretRevealingSerializer, _translate
+from mlsync.core.errors import ClusterError
+from mlsync.core.secrets import Secret
 
 
 def _free_port() -> int:

@@ -11,8 +11,8 @@ from typing import Callable, Optional
 
 import pytest
 
-from mlsync.config import LoadedConfig, load
-from mlsync.errors import ConfigError, Problem
+from mlsync.input import LoadedConfig, load
+from mlsync.core.errors import ConfigError, Problem
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "examples"

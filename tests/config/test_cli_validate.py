@@ -10,7 +10,9 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mlsync import __version__, app
+from mlsync import __version__
+
+from mlsync import commands as app
 from mlsync.cli import main
 
 from .cases import y

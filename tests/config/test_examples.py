@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from mlsync import app
-from mlsync.config import load
-from mlsync.secrets import Secret
+from mlsync import commands as app
+from mlsync.input import load
+from mlsync.core.secrets import Secret
 
 from .conftest import EXAMPLES, example_id, example_sets
 

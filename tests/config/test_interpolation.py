@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from mlsync.config.loader import load_tree
+from mlsync.input.loader import load_tree
 
 from .cases import y
 
@@ -80,7 +80,7 @@ def test_keys_are_not_interpolated(in_tmp) -> None:
 
 
 def test_interpolated_credentials_are_secrets(in_tmp) -> None:
-    from mlsync.config import load
+    from mlsync.input import load
 
     with open("stack.yaml", "w") as fh:
         fh.write(y("version: 1", "stack: s", "connectors:", "  - name: c", "    protocol: http",

@@ -6,10 +6,10 @@ import os
 
 import pytest
 
-from mlsync.config import load
-from mlsync.config.loader import load_tree
-from mlsync.errors import ConfigError
-from mlsync.secrets import Secret
+from mlsync.input import load
+from mlsync.input.loader import load_tree
+from mlsync.core.errors import ConfigError
+from mlsync.core.secrets import Secret
 
 from .cases import HASH, y
 

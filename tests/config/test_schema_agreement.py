@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mlsync.config import schema as schema_mod
-from mlsync.config.loader import load_tree
-from mlsync.config.model import StackFile
+from mlsync.input import schema as schema_mod
+from mlsync.input.loader import load_tree
+from mlsync.input.model import StackFile
 
 from .cases import CASES, Case
 from .conftest import REPO_ROOT, example_id, example_sets, write_files

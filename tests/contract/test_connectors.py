@@ -10,7 +10,7 @@ from helpers import error_info, stub_connector_body
 
 # The one import of mlsync in the contract tests: these tests prove the defaults mlsync's normaliser
 # fills in are the ones the node fills in.
-from mlsync.normalize import CLIENT_CONFIG_DEFAULTS
+from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS
 
 CONNECTOR_ACCESS_OFF = (
     "You cannot specify connector access control parameters because the Security plugin or connector "

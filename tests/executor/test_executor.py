@@ -21,15 +21,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from fakes import FakeClock, FakeCluster, SimulatedCrash  # noqa: E402
 
-from mlsync import executor  # noqa: E402
-from mlsync.address import Address  # noqa: E402
-from mlsync.errors import ClusterError, LockHeld, TaskFailed, TaskTimeout  # noqa: E402
-from mlsync.executor import ApplyAborted, apply  # noqa: E402
-from mlsync.tasks import TaskWaiter  # noqa: E402
-from mlsync.plan import Action, Plan, ResourceChange  # noqa: E402
-from mlsync.progress import NullReporter, PlainReporter  # noqa: E402
-from mlsync.secrets import Secret, fingerprint  # noqa: E402
-from mlsync.statestore import DEFAULT_LOCK_TTL, ClusterStateStore  # noqa: E402
+from mlsync.run import driver as executor  # noqa: E402
+from mlsync.core.address import Address  # noqa: E402
+from mlsync.core.errors import ClusterError, LockHeld, TaskFailed, TaskTimeout  # noqa: E402
+from mlsync.run.driver import ApplyAborted, apply  # noqa: E402
+from mlsync.run.tasks import TaskWaiter  # noqa: E402
+from mlsync.core.plan import Action, Plan, ResourceChange  # noqa: E402
+from mlsync.run.progress import NullReporter, PlainReporter  # noqa: E402
+from mlsync.core.secrets import Secret, fingerprint  # noqa: E402
+from mlsync.edge.statestore import DEFAULT_LOCK_TTL, ClusterStateStore  # noqa: E402
 
 STACK = "test-stack"
 SHA_A = "a" * 64
@@ -41,7 +41,7 @@ SHA_B = "b" * 64
 
 def stub_body(change: ResourceChange, *, refs: dict, credential=None, inline_credential=None,
               update: bool = False) -> dict:
-    """Stand-in for mlsync.normalize.request_body (same signature)."""
+    """Stand-in for mlsync.core.normalize.request_body (same signature)."""
     after = dict(change.after or {})
     if change.kind == "connector":
         body = dict(after)
@@ -206,7 +206,7 @@ def test_creates_connectors_then_groups_then_versions_and_records_state(run, fak
     assert fake.models[r1.id]["connector_id"] == state.resources['connector["c1"]'].id
     assert fake.models[r1.id]["model_group_id"] == state.resources['model_group["g1"]'].id
     # applied fingerprints are digests of the desired form
-    from mlsync import normalize
+    from mlsync.core import normalize
     assert state.resources['model_group["g1"]'].applied_fingerprint == normalize.digest(group("g1").after)
     # the credential reached the server, the state keeps only a keyed fingerprint
     cid = state.resources['connector["c1"]'].id
@@ -613,7 +613,7 @@ def test_metadata_dropped_by_the_last_chunk_is_reapplied(run, fake, store, tmp_p
     assert model["description"] == "sentence embeddings" and model["is_enabled"] is False
     assert model["rate_limiter"] == {"limit": "10", "unit": "MINUTES"}
     assert fake.index("update_model", "m") > fake.last_index("upload_chunk")
-    from mlsync import normalize
+    from mlsync.core import normalize
     assert rs.applied_fingerprint == normalize.digest(change.after)
 
 
@@ -801,7 +801,7 @@ def test_an_interrupt_in_one_worker_does_not_wait_for_other_workers_tasks(clock)
 
 
 def test_default_request_bodies_come_from_normalize(fake, store, clock):
-    """No stand-in: the executor calls mlsync.normalize.request_body(change, refs=..., credential=...,
+    """No stand-in: the executor calls mlsync.core.normalize.request_body(change, refs=..., credential=...,
     inline_credential=..., update=...)."""
     res = apply(Plan(STACK, (connector("c"), group("g"), remote_model("g", "r", "c", deploy=True),
                              url_model("g", "m", "1.0"))),

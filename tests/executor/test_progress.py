@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import io
 
-from mlsync.address import Address
-from mlsync.errors import MlsyncError
-from mlsync.apply_result import ApplyResult, ResourceResult
-from mlsync.plan import Action, ResourceChange
-from mlsync.progress import PlainReporter, RichReporter, make_reporter, summary_lines
+from mlsync.core.address import Address
+from mlsync.core.errors import MlsyncError
+from mlsync.run.results import ApplyResult, ResourceResult
+from mlsync.core.plan import Action, ResourceChange
+from mlsync.run.progress import PlainReporter, RichReporter, make_reporter, summary_lines
 
 CHANGE = ResourceChange(Address("model", "m", "g", "1.0"), (Action.REGISTER,), "test")
 

@@ -13,9 +13,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from fakes import FakeClock, FakeCluster  # noqa: E402
 
-from mlsync.errors import LockHeld, MlsyncError, StateConflict  # noqa: E402
-from mlsync.state import JournalEntry, ResourceState, StackState  # noqa: E402
-from mlsync.statestore import (  # noqa: E402
+from mlsync.core.errors import LockHeld, MlsyncError, StateConflict  # noqa: E402
+from mlsync.core.state import JournalEntry, ResourceState, StackState  # noqa: E402
+from mlsync.edge.statestore import (  # noqa: E402
     ClusterStateStore, FileStateStore, LockStillValid, state_list, state_list_text, state_rm, state_show,
     state_show_text,
 )

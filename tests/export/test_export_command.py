@@ -10,9 +10,13 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from mlsync import app, cli, workflow
-from mlsync.adapter import ConnectionOptions
-from mlsync.errors import MlsyncError
+from mlsync import commands as app
+
+from mlsync import cli
+
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import ConnectionOptions
+from mlsync.core.errors import MlsyncError
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_exporter import observed  # noqa: E402

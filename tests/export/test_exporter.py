@@ -12,11 +12,11 @@ import re
 
 import pytest
 
-from mlsync.config import load
-from mlsync.config.schema import schema_errors
-from mlsync.desired import flatten
-from mlsync.errors import ConfigError, MlsyncError
-from mlsync.export import (
+from mlsync.input import load
+from mlsync.input.schema import schema_errors
+from mlsync.input.flatten import flatten
+from mlsync.core.errors import ConfigError, MlsyncError
+from mlsync.core.export import (
     PLACEHOLDER_HOST,
     ExportSource,
     credential_keys,
@@ -25,10 +25,10 @@ from mlsync.export import (
     export_stack,
     parameter_value,
 )
-from mlsync.observed import Observed, ObservedObject
-from mlsync.plan import Action
-from mlsync.planner import plan
-from mlsync.state import StackState
+from mlsync.core.observed import Observed, ObservedObject
+from mlsync.core.plan import Action
+from mlsync.core.planner import plan
+from mlsync.core.state import StackState
 
 SOURCE = ExportSource(cluster="https://search.example.com:9200", cluster_version="2.19.6",
                       exported_at="2025-01-02T03:04:05Z", tool_version="0.1.0")

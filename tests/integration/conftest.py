@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from mlsync import app, workflow
-from mlsync.adapter import Cluster, ConnectionOptions
+from mlsync import commands as app
+
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import Cluster, ConnectionOptions
 
 
 @pytest.fixture

@@ -9,9 +9,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from mlsync import app, workflow
-from mlsync.adapter import Cluster
-from mlsync.statestore import ClusterStateStore
+from mlsync import commands as app
+
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import Cluster
+from mlsync.edge.statestore import ClusterStateStore
 
 
 def stack_file(tmp_path, name, body: str) -> Path:

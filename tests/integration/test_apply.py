@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from mlsync import app, workflow
-from mlsync.adapter import STATE_INDEX, Cluster
-from mlsync.errors import LockHeld, PlanError, StalePlan
-from mlsync.statestore import ClusterStateStore
+from mlsync import commands as app
+
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import STATE_INDEX, Cluster
+from mlsync.core.errors import LockHeld, PlanError, StalePlan
+from mlsync.edge.statestore import ClusterStateStore
 from stack_helpers import destroy, url_model_stack, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
 
 pytestmark = pytest.mark.cluster

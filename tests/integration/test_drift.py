@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from helpers import wait_for_model_state
-from mlsync import app
+from mlsync import commands as app
 from stack_helpers import destroy, remote_stack, replan, run_apply, stack_file
 
 pytestmark = pytest.mark.cluster

@@ -26,12 +26,13 @@ from helpers import (
     wait_for_model_state,
     wait_for_task,
 )
-from mlsync import app, workflow
-from mlsync.adapter import Cluster, ConnectionOptions
-from mlsync.config.schema import schema_errors
-from mlsync.errors import ConfigError, MlsyncError
-from mlsync.plan import Action
-from mlsync.statestore import FileStateStore
+from mlsync import commands as app
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import Cluster, ConnectionOptions
+from mlsync.input.schema import schema_errors
+from mlsync.core.errors import ConfigError, MlsyncError
+from mlsync.core.plan import Action
+from mlsync.edge.statestore import FileStateStore
 
 pytestmark = pytest.mark.cluster
 

@@ -31,17 +31,18 @@ import pytest
 
 import helpers
 from helpers import Janitor, sha256_hex, split_chunks, wait_for_model_state, wait_for_task
-from mlsync import app, workflow
-from mlsync.adapter import Cluster, ConnectionOptions
-from mlsync.address import Address
-from mlsync.config.loader import load_tree
-from mlsync.errors import PlanError
-from mlsync.observed import Observed
-from mlsync.plan import Action, Plan
-from mlsync.planner import plan as make_plan
-from mlsync.secrets import Secret, fingerprint
-from mlsync.state import ResourceState, StackState
-from mlsync.statestore import FileStateStore
+from mlsync import commands as app
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import Cluster, ConnectionOptions
+from mlsync.core.address import Address
+from mlsync.input.loader import load_tree
+from mlsync.core.errors import PlanError
+from mlsync.core.observed import Observed
+from mlsync.core.plan import Action, Plan
+from mlsync.core.planner import plan as make_plan
+from mlsync.core.secrets import Secret, fingerprint
+from mlsync.core.state import ResourceState, StackState
+from mlsync.edge.statestore import FileStateStore
 
 pytestmark = pytest.mark.cluster
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from mlsync import normalize
-from mlsync.drift import DRIFT, PENDING, DriftItem, DriftReport, FieldDrift, Kind, build
-from mlsync.planner import plan
+from mlsync.core import normalize
+from mlsync.core.drift import DRIFT, PENDING, DriftItem, DriftReport, FieldDrift, Kind, build
+from mlsync.core.planner import plan
 from mlsync.render import drift as render_drift
-from mlsync.state import StackState
+from mlsync.core.state import StackState
 from test_planner import (ADDR_C, ADDR_G, ADDR_M, ADDR_R, CONNECTOR_SRC, GROUP_SRC, KEY, LOCAL_SRC, REMOTE_SRC,
                           desired, managed_state, observed)
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from mlsync import field_rules, normalize
-from mlsync.field_rules import Rule
-from mlsync.workflow import load_desired
+from mlsync.core import field_rules
+
+from mlsync.core import normalize
+from mlsync.core.field_rules import Rule
+from mlsync.commands.common import load_desired
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [["quickstart.yaml"], ["url-model.yaml"], ["local-model.yaml"], ["access-control.yaml"],

@@ -6,16 +6,16 @@ import copy
 
 import pytest
 
-from mlsync.address import Address
-from mlsync.config.model import StackFile
-from mlsync.desired import flatten
-from mlsync.errors import PlanError
-from mlsync.observed import Observed, ObservedObject
-from mlsync.plan import Action, Plan
-from mlsync.planner import PlanOptions, diff_forms, plan
-from mlsync.secrets import fingerprint, Secret
-from mlsync.state import ResourceState, StackState
-from mlsync import normalize
+from mlsync.core.address import Address
+from mlsync.input.model import StackFile
+from mlsync.input.flatten import flatten
+from mlsync.core.errors import PlanError
+from mlsync.core.observed import Observed, ObservedObject
+from mlsync.core.plan import Action, Plan
+from mlsync.core.planner import PlanOptions, diff_forms, plan
+from mlsync.core.secrets import fingerprint, Secret
+from mlsync.core.state import ResourceState, StackState
+from mlsync.core import normalize
 
 HASH = "a" * 64
 HASH2 = "b" * 64
@@ -384,7 +384,7 @@ def test_deploy_setting_without_a_ttl_matches_the_servers_minus_one(file_setting
 def _whole_deepdiff(before: dict, after: dict, replace_fields=()) -> list[tuple]:
     """What diff_forms gave when it ran DeepDiff on the whole forms (its key-by-key shortcut must agree)."""
     from deepdiff import DeepDiff
-    from mlsync.planner import _path
+    from mlsync.core.planner import _path
 
     out = []
     for items in DeepDiff(before, after, view="tree", verbose_level=2).values():
@@ -419,7 +419,7 @@ def test_diff_forms_key_by_key_agrees_with_deepdiff_on_the_whole_form(before, af
 def test_planning_is_linear_not_quadratic_in_the_number_of_objects():
     """The planner once rebuilt the connector-name map for every model and scanned every observed
     object for every adoption; count the work instead of timing it (timing is in benchmarks/)."""
-    from mlsync import planner as planner_module
+    from mlsync.core import planner as planner_module
 
     calls = {"n": 0}
     real = planner_module._connector_names

@@ -2,7 +2,7 @@
 
 A file is drawn in two steps so that a test can draw a second file "over the same names" (the
 mutation step of the property): `skeletons()` fixes the resource names and kinds, `stack_file(sk)`
-fills in everything else. Every generated tree is meant to be valid (`mlsync.config.load` accepts
+fills in everything else. Every generated tree is meant to be valid (`mlsync.input.load` accepts
 it); a tree it refuses is a bug in the strategy, not a counterexample.
 
 `Flavour` restricts what a real node can take: `http` connectors on a trusted loopback URL,

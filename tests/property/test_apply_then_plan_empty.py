@@ -1,6 +1,6 @@
 """SPEC §7 property, on the in-memory fake: for generated desired states, apply then plan is empty.
 
-For each generated file: plan -> apply (mlsync.executor against tests/fakes.FakeCluster, which stores
+For each generated file: plan -> apply (mlsync.run.driver against tests/fakes.FakeCluster, which stores
 objects the way the node does: stringified Gson parameters, upper-cased enums, filled client_config,
 TTL -1, dropped is_enabled, merged parameters, ...) -> plan again: no pending change. Then a second
 file over the same names (every field may change, versions come and go) -> apply -> plan empty.
@@ -16,8 +16,10 @@ import tempfile
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from fakes import FakeClock, FakeCluster
-from mlsync import executor, render, workflow
-from mlsync.statestore import ClusterStateStore
+from mlsync.run import driver as executor
+from mlsync import render
+from mlsync.commands import common as workflow
+from mlsync.edge.statestore import ClusterStateStore
 
 from .strategies import Flavour, skeletons, stack_file
 

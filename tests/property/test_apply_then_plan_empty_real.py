@@ -17,9 +17,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 import helpers
-from mlsync import executor, render, workflow
-from mlsync.adapter import Cluster, ConnectionOptions
-from mlsync.statestore import ClusterStateStore
+from mlsync.run import driver as executor
+from mlsync import render
+from mlsync.commands import common as workflow
+from mlsync.edge.cluster import Cluster, ConnectionOptions
+from mlsync.edge.statestore import ClusterStateStore
 
 from .strategies import Flavour, skeletons, stack_file
 from .test_apply_then_plan_empty import write

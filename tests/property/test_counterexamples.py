@@ -13,10 +13,10 @@ import tempfile
 import pytest
 
 from fakes import FakeClock, FakeCluster
-from mlsync import workflow
-from mlsync.errors import ConfigError
-from mlsync.plan import Action
-from mlsync.statestore import ClusterStateStore
+from mlsync.commands import common as workflow
+from mlsync.core.errors import ConfigError
+from mlsync.core.plan import Action
+from mlsync.edge.statestore import ClusterStateStore
 
 from .test_apply_then_plan_empty import converge, write
 

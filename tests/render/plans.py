@@ -6,9 +6,9 @@ planner decides things.
 
 from __future__ import annotations
 
-from mlsync.address import Address
-from mlsync.plan import Action, FieldChange, Plan, ResourceChange
-from mlsync.secrets import MASK
+from mlsync.core.address import Address
+from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.secrets import MASK
 
 A = Action
 STACK = "search-prod"

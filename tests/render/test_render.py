@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from mlsync.address import Address
-from mlsync.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.address import Address
+from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
 from mlsync.render import FORMATS, render, use_color
 from mlsync.render import json as render_json
 from mlsync.render import markdown as render_markdown
 from mlsync.render import text as render_text
 from mlsync.render._common import mask_secrets
-from mlsync.secrets import MASK, Secret
+from mlsync.core.secrets import MASK, Secret
 
 from .plans import SCENARIOS, STACK, big_plan, plan as make_plan
 

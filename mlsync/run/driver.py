@@ -42,22 +42,21 @@ import uuid
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Callable, Iterable, Optional
 
-from mlsync.address import Address
-from mlsync.apply_result import ApplyAborted, ApplyResult, ResourceResult, describe_error
-from mlsync.errors import ClusterError, MlsyncError, StateConflict, TaskFailed, TaskTimeout
-from mlsync.observed import ClusterPort
-from mlsync.plan import Action, Plan, ResourceChange
-from mlsync.progress import NullReporter, Reporter
-from mlsync.secrets import Secret, fingerprint as keyed_fingerprint
-from mlsync.tasks import POLL_FACTOR, POLL_INITIAL, POLL_MAX, TASK_FAILED_STATES, ApplyStopping, TaskWaiter
-from mlsync.state import JournalEntry, ResourceState, StackState
-from mlsync.statestore import DEFAULT_LOCK_TTL, StateStore, iso_time
+from mlsync.core.address import Address
+from mlsync.run.results import ApplyAborted, ApplyResult, ResourceResult, describe_error
+from mlsync.core.errors import ClusterError, MlsyncError, StateConflict, TaskFailed, TaskTimeout
+from mlsync.core.observed import ClusterPort
+from mlsync.core.plan import Action, Plan, ResourceChange
+from mlsync.run.progress import NullReporter, Reporter
+from mlsync.core.secrets import Secret, fingerprint as keyed_fingerprint
+from mlsync.run.tasks import POLL_FACTOR, POLL_INITIAL, POLL_MAX, TASK_FAILED_STATES, ApplyStopping, TaskWaiter
+from mlsync.core.state import DEFAULT_LOCK_TTL, JournalEntry, ResourceState, StackState, StateStore, iso_time
 
 CHUNK_SIZE = 10_000_000          # upload_chunk slice size (the server's maximum)
 RETRIES = 3                      # re-sends after an ambiguous failure (each preceded by a re-observe)
 CREATED_SKEW = 30.0              # seconds of clock skew tolerated when matching "created after the intent"
 # One definition of these ML Commons facts, shared with the planner:
-from mlsync.normalize import (  # noqa: E402
+from mlsync.core.normalize import (  # noqa: E402
     DEPLOYED_STATES, MODEL_FIXUP_FIELDS as FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS as UPDATABLE_FUNCTIONS)
 
 DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to delete
@@ -128,7 +127,7 @@ class _Run:
                  parallelism: int, timeout: float, reporter: Reporter, clock: Callable[[], float],
                  sleep: Callable[[float], None], holder: str, lock_ttl: float,
                  request_body: Optional[Callable[..., dict]]) -> None:
-        from mlsync import normalize  # lazily: keeps `import mlsync.executor` light
+        from mlsync.core import normalize  # lazily: keeps `import mlsync.run.driver` light
 
         self.plan, self.cluster, self.store, self.credentials = plan, cluster, store, credentials
         self.parallelism, self.timeout, self.reporter = parallelism, timeout, reporter

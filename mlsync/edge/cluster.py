@@ -1,4 +1,4 @@
-"""The only code that talks to OpenSearch: `Cluster` implements `mlsync.observed.ClusterPort`.
+"""The only code that talks to OpenSearch: `Cluster` implements `mlsync.core.observed.ClusterPort`.
 
 Design notes (facts verified on OpenSearch 2.19.6 + ML Commons; see docs/ml-commons-notes.md):
 
@@ -40,11 +40,11 @@ from opensearchpy.exceptions import (
     TransportError,
 )
 
-from mlsync.errors import ClusterError, StateConflict
-from mlsync.observed import Observed, ObservedObject, RegisterResult, StateDocument
-from mlsync.secrets import MASK, Secret
+from mlsync.core.errors import ClusterError, StateConflict
+from mlsync.core.observed import Observed, ObservedObject, RegisterResult, StateDocument
+from mlsync.core.secrets import MASK, Secret
 
-log = logging.getLogger("mlsync.adapter")
+log = logging.getLogger("mlsync.edge.cluster")
 _os_log = logging.getLogger("opensearch")            # opensearch-py's own request logger
 _os_tracer = logging.getLogger("opensearchpy.trace")  # opensearch-py's curl tracer
 

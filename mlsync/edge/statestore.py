@@ -23,7 +23,6 @@ and never print.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import difflib
 import json
 import os
@@ -34,26 +33,16 @@ import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
 
-from mlsync.address import Address
-from mlsync.errors import ClusterError, LockHeld, MlsyncError, StateConflict
-from mlsync.state import STATE_FORMAT, Lock, ResourceState, StackState
+from mlsync.core.address import Address
+from mlsync.core.errors import ClusterError, LockHeld, MlsyncError, StateConflict
+from mlsync.core.state import DEFAULT_LOCK_TTL, STATE_FORMAT, Lock, ResourceState, StackState, StateStore, iso_time
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mlsync.observed import ClusterPort
+    from mlsync.core.observed import ClusterPort
 
 FILE_FORMAT = 1
-DEFAULT_LOCK_TTL = 300.0
-
-
-class StateStore(Protocol):
-    def load(self, stack: str) -> Optional[StackState]: ...
-    def save(self, state: StackState) -> StackState: ...
-    def lock(self, stack: str, holder: str, ttl_seconds: float = DEFAULT_LOCK_TTL, *,
-             host: Optional[str] = None, on_takeover: Optional[Callable[[Lock], None]] = None) -> StackState: ...
-    def renew(self, state: StackState, ttl_seconds: float = DEFAULT_LOCK_TTL) -> StackState: ...
-    def unlock(self, stack: str, lock_id: Optional[str] = None, force: bool = False) -> Optional[Lock]: ...
 
 
 class LockStillValid(LockHeld):
@@ -65,10 +54,6 @@ class LockStillValid(LockHeld):
                   f"the lease is valid until {iso_time(lock.expires)}; if that apply is dead, use "
                   f"`mlsync unlock --force`")
         self.lock = lock
-
-
-def iso_time(epoch: float) -> str:
-    return _dt.datetime.fromtimestamp(epoch, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _lock_held(stack: str, lock: Lock) -> LockHeld:

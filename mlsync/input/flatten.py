@@ -9,38 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import replace, dataclass, field
+from dataclasses import replace
 from typing import Any, Optional
 
-from mlsync import normalize
-from mlsync.address import Address
-from mlsync.config.model import Connector, Model, ModelGroup, StackFile, VersionFields
-from mlsync.secrets import Secret
+from mlsync.core import normalize
+from mlsync.core.address import Address
+from mlsync.core.desired import DesiredResource, DesiredState
+from mlsync.core.secrets import Secret
+from mlsync.input.model import Connector, Model, ModelGroup, StackFile, VersionFields
 
 _VERSION_FIELDS = tuple(n for n in VersionFields.model_fields)
-
-
-@dataclass(frozen=True)
-class DesiredResource:
-    address: Address
-    form: dict                                   # comparable form (access fields included; see planner)
-    credential: Optional[dict[str, Secret]] = None   # connector credential, or a remote model's inline one
-    deploy: Optional[bool] = None                # model versions: desired deploy state
-    prevent_destroy: bool = False
-    artifact: Optional[dict] = None              # {"url", "sha256"} or {"path", "sha256", "size"}
-    depends_on: tuple[str, ...] = ()
-    implicit: bool = False                       # an implicit group made for a model without model_group
-    location: Optional[tuple[str, int, int]] = None  # where it was declared, for plan errors
-
-
-@dataclass(frozen=True)
-class DesiredState:
-    stack: str
-    resources: dict[Address, DesiredResource] = field(default_factory=dict)
-    sources: tuple[str, ...] = ()
-
-    def of_kind(self, kind: str) -> list[DesiredResource]:
-        return [r for r in self.resources.values() if r.address.kind == kind]
 
 
 def sha256_file(path: str) -> tuple[str, int]:

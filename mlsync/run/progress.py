@@ -17,10 +17,10 @@ import threading
 import time
 from typing import IO, TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from mlsync.plan import ResourceChange
+from mlsync.core.plan import ResourceChange
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mlsync.apply_result import ApplyResult
+    from mlsync.run.results import ApplyResult
 
 
 class Reporter(Protocol):

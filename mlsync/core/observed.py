@@ -1,6 +1,6 @@
 """What mlsync read from the cluster, as plain data, and the port the adapter implements.
 
-The adapter (`mlsync.adapter.Cluster`) is the only code that talks to OpenSearch; the executor and the
+The adapter (`mlsync.edge.cluster.Cluster`) is the only code that talks to OpenSearch; the executor and the
 CLI depend on the `ClusterPort` protocol below, so tests can plug in a fake (`tests/fakes.py`).
 """
 
@@ -61,7 +61,7 @@ class StateDocument:
 
 class ClusterPort(Protocol):
     """Everything mlsync asks of a cluster. Request bodies may contain `Secret` values; the adapter
-    reveals them only while serialising the request. Errors raise `mlsync.errors.ClusterError`."""
+    reveals them only while serialising the request. Errors raise `mlsync.core.errors.ClusterError`."""
 
     requests_made: int
 

@@ -11,8 +11,8 @@ import re
 import typing
 from typing import Any, Iterable, Optional
 
-from mlsync.errors import Problem
-from mlsync.secrets import MASK
+from mlsync.core.errors import Problem
+from mlsync.core.secrets import MASK
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 
@@ -63,7 +63,7 @@ def _is_model(tp: Any) -> bool:
 
 def model_class_at(path: Iterable[Any]) -> Any:
     """The pydantic class of the mapping at `path` in a desired-state tree (None if not a closed mapping)."""
-    from mlsync.config.model import StackFile
+    from mlsync.input.model import StackFile
 
     tp: Any = StackFile
     for part in path:
@@ -154,7 +154,7 @@ def _type_name(value: Any) -> str:
 
 
 def _got(value: Any, sensitive: bool) -> str:
-    from mlsync.config.model import show
+    from mlsync.input.model import show
 
     if sensitive:
         return f"got {MASK}"

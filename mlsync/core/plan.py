@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, asdict
 from enum import Enum
 from typing import Any, Optional
 
-from mlsync.address import Address
+from mlsync.core.address import Address
 
 FORMAT_VERSION = "1.0"
 KNOWN_AFTER_APPLY = "(known after apply)"

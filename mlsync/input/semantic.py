@@ -13,9 +13,9 @@ import re
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import urlsplit
 
-from mlsync.config.diagnostics import did_you_mean, format_path
-from mlsync.config.model import ACCESS_FIELDS, FUNCTION_NAMES, SPARSE_FUNCTIONS, ModelConfig
-from mlsync.errors import Problem
+from mlsync.input.diagnostics import did_you_mean, format_path
+from mlsync.input.model import ACCESS_FIELDS, FUNCTION_NAMES, SPARSE_FUNCTIONS, ModelConfig
+from mlsync.core.errors import Problem
 
 URL_SCHEMES = ("http", "https", "ftp", "file")
 REQUIRED_MODEL_CONFIG = ("model_type", "embedding_dimension", "framework_type")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Callable, Optional
 
-from mlsync.errors import ClusterError, TaskFailed, TaskTimeout
-from mlsync.observed import ClusterPort
-from mlsync.progress import Reporter
+from mlsync.core.errors import ClusterError, TaskFailed, TaskTimeout
+from mlsync.core.observed import ClusterPort
+from mlsync.run.progress import Reporter
 
 POLL_INITIAL = 0.2               # task polling back-off: first interval ...
 POLL_MAX = 2.0                   # ... growing to this

@@ -1,4 +1,4 @@
-"""Observed cluster -> desired-state file: the inverse of `mlsync.normalize`, pure (no I/O, no clock).
+"""Observed cluster -> desired-state file: the inverse of `mlsync.core.normalize`, pure (no I/O, no clock).
 
 `export_stack(observed, ...)` turns what `Cluster.observe()` read into a ruamel document in the
 file's form, so that planning the exported file against the same cluster adopts every object and
@@ -25,10 +25,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from mlsync.config.model import CLIENT_CONFIG_KEYS
-from mlsync.errors import MlsyncError
-from mlsync.normalize import is_deployed
-from mlsync.observed import Observed, ObservedObject
+from mlsync.core.errors import MlsyncError
+from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS, is_deployed
+from mlsync.core.observed import Observed, ObservedObject
 
 PLACEHOLDER_HOST = "mlsync-export.invalid"   # RFC 2606: never resolves
 DEFAULT_STACK = "exported"
@@ -311,11 +310,11 @@ class _Exporter:
         cc = src.get("client_config")
         if cc:
             out = _cmap()
-            for k in CLIENT_CONFIG_KEYS:
+            for k in tuple(CLIENT_CONFIG_DEFAULTS):
                 if cc.get(k) is not None:
                     out[k] = cc[k].lower() if k == "retry_backoff_policy" and isinstance(cc[k], str) else cc[k]
             m["client_config"] = out
-            self.unexpressible(f"{what} client_config", cc, set(CLIENT_CONFIG_KEYS), set())
+            self.unexpressible(f"{what} client_config", cc, set(tuple(CLIENT_CONFIG_DEFAULTS)), set())
         self.unexpressible(what, src, _CONNECTOR_FIELDS, _CONNECTOR_OUTPUTS)
         return m
 

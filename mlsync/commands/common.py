@@ -7,18 +7,19 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
-from mlsync.desired import DesiredState, flatten
-from mlsync.errors import MlsyncError, StalePlan
-from mlsync.observed import ClusterPort, Observed
-from mlsync.plan import Plan
-from mlsync.planner import PlanOptions, plan as make_plan
-from mlsync.secrets import Secret
-from mlsync.state import StackState
+from mlsync.core.desired import DesiredState
+from mlsync.input.flatten import flatten
+from mlsync.core.errors import MlsyncError, StalePlan
+from mlsync.core.observed import ClusterPort, Observed
+from mlsync.core.plan import Plan
+from mlsync.core.planner import PlanOptions, plan as make_plan
+from mlsync.core.secrets import Secret
+from mlsync.core.state import StackState
 
 
 def load_desired(paths: list[str]) -> DesiredState:
     """Load, merge and validate the files (raises ConfigError with every problem), then flatten."""
-    from mlsync.config import load
+    from mlsync.input import load
 
     loaded = load(list(paths))
     return flatten(loaded.stack, sources=tuple(loaded.sources), locate=_locator(loaded))
@@ -39,13 +40,13 @@ def _locator(loaded):
 
 
 def connect(options) -> ClusterPort:
-    from mlsync.adapter import Cluster
+    from mlsync.edge.cluster import Cluster
 
     return Cluster.connect(options)
 
 
 def state_store(cluster: Optional[ClusterPort], state_file: Optional[str]):
-    from mlsync.statestore import ClusterStateStore, FileStateStore
+    from mlsync.edge.statestore import ClusterStateStore, FileStateStore
 
     if state_file:
         return FileStateStore(state_file)

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
-from mlsync.errors import Problem
+from mlsync.core.errors import Problem
 
 Path = tuple  # a path tuple: str keys and int list indices
 Pos = tuple  # (display file name, 1-based line, 1-based column)

@@ -6,11 +6,13 @@ no secret: credentials only as keyed fingerprints.
 
 from __future__ import annotations
 
+import datetime as _dt
 import secrets as _secrets
 from dataclasses import dataclass, field, asdict
-from typing import Optional
+from typing import Callable, Optional, Protocol
 
 STATE_FORMAT = 1
+DEFAULT_LOCK_TTL = 300.0          # seconds an apply's lease lasts unless renewed
 
 
 @dataclass
@@ -90,3 +92,18 @@ class StackState:
 
 
 _LOCK_FIELDS = frozenset(Lock.__dataclass_fields__)
+
+
+def iso_time(epoch: float) -> str:
+    return _dt.datetime.fromtimestamp(epoch, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class StateStore(Protocol):
+    """Where a stack's state lives (the port; backends in mlsync.edge.statestore)."""
+
+    def load(self, stack: str) -> Optional[StackState]: ...
+    def save(self, state: StackState) -> StackState: ...
+    def lock(self, stack: str, holder: str, ttl_seconds: float = DEFAULT_LOCK_TTL, *,
+             host: Optional[str] = None, on_takeover: Optional[Callable[[Lock], None]] = None) -> StackState: ...
+    def renew(self, state: StackState, ttl_seconds: float = DEFAULT_LOCK_TTL) -> StackState: ...
+    def unlock(self, stack: str, lock_id: Optional[str] = None, force: bool = False) -> Optional[Lock]: ...

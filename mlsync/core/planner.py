@@ -16,14 +16,14 @@ from typing import Iterable, Optional
 
 from deepdiff import DeepDiff
 
-from mlsync import normalize
-from mlsync.address import Address
-from mlsync.desired import DesiredResource, DesiredState
-from mlsync.errors import PlanError
-from mlsync.observed import Observed, ObservedObject
-from mlsync.plan import Action, FieldChange, Plan, ResourceChange
-from mlsync.secrets import MASK, fingerprint
-from mlsync.state import StackState
+from mlsync.core import normalize
+from mlsync.core.address import Address
+from mlsync.core.desired import DesiredResource, DesiredState
+from mlsync.core.errors import PlanError
+from mlsync.core.observed import Observed, ObservedObject
+from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.secrets import MASK, fingerprint
+from mlsync.core.state import StackState
 
 ACCESS_KEYS = ("access_mode", "backend_roles")
 # Fields the server cannot clear (blank is ignored, merges keep old keys): leaving them out of the

@@ -3,9 +3,9 @@
 Every mapping is closed (`extra="forbid"`): ML Commons silently drops unknown fields, so a typo has
 to die here. Enum values are accepted in any letter case and normalised to one spelling; that
 spelling is the file's conventional one (what the docs show), not the server's: the normaliser in
-`mlsync.normalize` maps both sides to one comparable form.
+`mlsync.core.normalize` maps both sides to one comparable form.
 
-These classes are also the source of `schemas/mlsync.schema.json` (see `mlsync.config.schema`):
+These classes are also the source of `schemas/mlsync.schema.json` (see `mlsync.input.schema`):
 every field carries a `description` (editors show it on hover), and every custom type declares the
 JSON Schema that accepts exactly what its validator accepts. `tests/config/test_schema_agreement.py`
 keeps the two in agreement.
@@ -16,7 +16,7 @@ What the rest of the code can rely on after validation:
 - `Model.group_name` is the group a model belongs to: its `model_group`, or its own name when it
   has an implicit group; `StackFile.all_model_groups()` lists declared and implicit groups.
 - Version labels and connector versions are strings (a YAML `1.10` stays "1.10" when loaded
-  through `mlsync.config.load`, which hands over the source text of numeric labels).
+  through `mlsync.input.load`, which hands over the source text of numeric labels).
 - Connector credential values are `Secret`s.
 """
 
@@ -44,7 +44,8 @@ from pydantic import (
     model_validator,
 )
 
-from mlsync.secrets import Secret
+from mlsync.core.secrets import Secret
+from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS
 
 # --- enums (any letter case in, one spelling out) ----------------------------------------------
 
@@ -60,8 +61,7 @@ HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 TIME_UNITS = ("NANOSECONDS", "MICROSECONDS", "MILLISECONDS", "SECONDS", "MINUTES", "HOURS", "DAYS")
 BACKOFF_POLICIES = ("constant", "exponential_equal_jitter", "exponential_full_jitter")
 GUARDRAIL_TYPES = ("local_regex", "model")
-CLIENT_CONFIG_KEYS = ("max_connection", "connection_timeout", "read_timeout", "retry_backoff_millis",
-                      "retry_timeout_seconds", "max_retry_times", "retry_backoff_policy")
+CLIENT_CONFIG_KEYS = tuple(CLIENT_CONFIG_DEFAULTS)   # the API's seven keys
 ACCESS_FIELDS = ("access_mode", "backend_roles", "add_all_backend_roles")
 
 

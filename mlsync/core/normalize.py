@@ -13,8 +13,8 @@ import hashlib
 import json
 from typing import Any, Optional
 
-from mlsync.field_rules import Rule, fields
-from mlsync.secrets import Secret
+from mlsync.core.field_rules import Rule, fields
+from mlsync.core.secrets import Secret
 
 # The server fills every missing client_config key with these when the object is sent at all
 # (ConnectorClientConfig; confirmed on 2.19.6: connection_timeout comes back as 30000).
@@ -265,7 +265,7 @@ def request_body(change, *, refs: dict[str, str], credential: Optional[dict[str,
     `refs` maps address strings to server ids (model groups and connectors). For a model the group
     id and the connector id come from there and the artifact (url/hash) from `change.artifact`.
     """
-    from mlsync.address import Address  # local: keeps this module's import graph flat
+    from mlsync.core.address import Address  # local: keeps this module's import graph flat
 
     after = dict(change.after or {})
     kind = change.address.kind

@@ -41,8 +41,8 @@ def print_problems(problems: list, err: TextIO) -> None:
 def validate(paths: list[str], out: TextIO, err: Optional[TextIO] = None, label: str = "") -> int:
     """`mlsync validate`: schema and semantic checks, offline. Prints a one-line summary or the problems
     (the summary starts with `label: ` when one is given)."""
-    from mlsync.config import load
-    from mlsync.errors import ConfigError
+    from mlsync.input import load
+    from mlsync.core.errors import ConfigError
 
     err = err if err is not None else sys.stderr
     try:
@@ -69,7 +69,7 @@ def validate_each(paths: list[str], out: TextIO, err: Optional[TextIO] = None) -
 
 def schema_text() -> str:
     """`mlsync schema`: the JSON Schema of the desired-state file."""
-    from mlsync.config.schema import schema_text as text
+    from mlsync.input.schema import schema_text as text
 
     return text()
 
@@ -85,7 +85,7 @@ def _render(plan, output: str, out: TextIO) -> str:
 def plan(paths: list[str], options, out: TextIO, *, output: str = "text", plan_file: Optional[str] = None,
          detailed_exitcode: bool = False, state_file: Optional[str] = None, destroy: bool = False) -> int:
     """`mlsync plan`: observe, diff and print; `-o` saves the plan; exit 2 on changes with --detailed-exitcode."""
-    from mlsync import workflow
+    from mlsync.commands import common as workflow
 
     desired = workflow.load_desired(paths)
     cluster = workflow.connect(options)
@@ -100,7 +100,9 @@ def plan(paths: list[str], options, out: TextIO, *, output: str = "text", plan_f
 def drift(paths: list[str], options, out: TextIO, *, output: str = "text", state_file: Optional[str] = None) -> int:
     """`mlsync drift`: report what changed on the cluster (drift) and in the file (pending) since the last
     apply; exit 2 when anything did, 0 when clean (docs/drift.md)."""
-    from mlsync import drift as drift_report, render, workflow
+    from mlsync.core import drift as drift_report
+    from mlsync import render
+    from mlsync.commands import common as workflow
     from mlsync.render import drift as render_drift
 
     desired = workflow.load_desired(paths)
@@ -115,7 +117,9 @@ def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = 
           parallelism: int = 4, timeout: float = 600.0, state_file: Optional[str] = None, destroy: bool = False,
           confirm=None) -> int:
     """`mlsync apply` / `mlsync destroy`: plan (or check a saved plan), confirm, execute, summarise."""
-    from mlsync import executor, progress, workflow
+    from mlsync.run import driver as executor
+    from mlsync.run import progress
+    from mlsync.commands import common as workflow
 
     if plan_file:
         saved = workflow.read_plan(plan_file)
@@ -153,7 +157,8 @@ def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = 
 
 def state(action: str, args: list[str], options, out: TextIO, *, stack: str, state_file: Optional[str] = None) -> int:
     """`mlsync state list | show ADDRESS | rm ADDRESS...`."""
-    from mlsync import statestore, workflow
+    from mlsync.edge import statestore
+    from mlsync.commands import common as workflow
 
     cluster = None if state_file else workflow.connect(options)
     store = workflow.state_store(cluster, state_file)
@@ -170,7 +175,7 @@ def state(action: str, args: list[str], options, out: TextIO, *, stack: str, sta
 
 def unlock(options, out: TextIO, *, stack: str, force: bool = False, state_file: Optional[str] = None) -> int:
     """`mlsync unlock`: release the stack's apply lease (only an expired one unless --force)."""
-    from mlsync import workflow
+    from mlsync.commands import common as workflow
 
     cluster = None if state_file else workflow.connect(options)
     lock = workflow.state_store(cluster, state_file).unlock(stack, force=force)
@@ -187,7 +192,11 @@ def export_(options, out: TextIO, *, groups: Optional[list[str]] = None, stack: 
     leaves `--output FILE` untouched; the file itself is replaced atomically."""
     import datetime
 
-    from mlsync import __version__, export, workflow
+    from mlsync import __version__
+
+    from mlsync.core import export
+
+    from mlsync.commands import common as workflow
 
     err = err if err is not None else sys.stderr
     cluster = workflow.connect(options)
@@ -227,7 +236,7 @@ def _public_url(url: str) -> str:
 def _write_atomically(path: str, text: str) -> None:
     import tempfile
 
-    from mlsync.errors import MlsyncError
+    from mlsync.core.errors import MlsyncError
 
     directory = os.path.dirname(os.path.abspath(path))
     tmp = None
@@ -248,10 +257,10 @@ def _write_atomically(path: str, text: str) -> None:
 def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
             state_file: Optional[str] = None) -> int:
     """`mlsync import ADDRESS ID`: adopt one existing object into the stack's state."""
-    from mlsync import workflow
-    from mlsync.address import Address
-    from mlsync.errors import MlsyncError
-    from mlsync.state import ResourceState, StackState
+    from mlsync.commands import common as workflow
+    from mlsync.core.address import Address
+    from mlsync.core.errors import MlsyncError
+    from mlsync.core.state import ResourceState, StackState
 
     try:
         addr = Address.parse(address)
@@ -287,7 +296,7 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
     for _ in range(5):
         st = store.load(stack) or StackState(stack)
         if st.lock is not None:
-            from mlsync.errors import LockHeld
+            from mlsync.core.errors import LockHeld
             raise LockHeld(stack, st.lock.holder, st.lock.host, str(st.lock.started), str(st.lock.expires))
         claimed = {r.id: a for a, r in st.resources.items()}
         if object_id in claimed and claimed[object_id] != str(addr):
@@ -302,7 +311,7 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
             store.save(st)
             break
         except Exception as err:  # StateConflict: somebody wrote meanwhile; re-read and retry
-            from mlsync.errors import StateConflict
+            from mlsync.core.errors import StateConflict
             if not isinstance(err, StateConflict):
                 raise
     print(f"Imported {object_id} as {addr}.", file=out)

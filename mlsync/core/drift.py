@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Optional
 
-from mlsync import normalize
-from mlsync.address import Address
-from mlsync.observed import Observed, ObservedObject
-from mlsync.plan import Action, FieldChange, Plan, ResourceChange
-from mlsync.planner import applied_baseline, deploy_drifted, diff_forms, unmanaged_versions
-from mlsync.secrets import MASK
-from mlsync.state import ResourceState, StackState
+from mlsync.core import normalize
+from mlsync.core.address import Address
+from mlsync.core.observed import Observed, ObservedObject
+from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.planner import applied_baseline, deploy_drifted, diff_forms, unmanaged_versions
+from mlsync.core.secrets import MASK
+from mlsync.core.state import ResourceState, StackState
 
 FORMAT_VERSION = "1.0"
 DRIFT, PENDING = "drift", "pending"

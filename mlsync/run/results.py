@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from mlsync.errors import MlsyncError, TaskFailed, TaskTimeout
+from mlsync.core.errors import MlsyncError, TaskFailed, TaskTimeout
 
 
 @dataclass

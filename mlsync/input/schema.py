@@ -24,7 +24,7 @@ COMMITTED_PATH = "schemas/mlsync.schema.json"  # relative to the repository root
 
 @functools.lru_cache(maxsize=1)
 def _generated() -> dict:
-    from mlsync.config.model import StackFile
+    from mlsync.input.model import StackFile
 
     raw = StackFile.model_json_schema(by_alias=True, mode="validation")
     body = _clean(raw)

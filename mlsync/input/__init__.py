@@ -1,8 +1,8 @@
 """The desired-state file: load, validate, and locate.
 
-    from mlsync.config import load
-    cfg = load(["base.yaml", "prod.yaml"])      # raises mlsync.errors.ConfigError with every problem
-    cfg.stack                                     # StackFile (typed view; see mlsync.config.model)
+    from mlsync.input import load
+    cfg = load(["base.yaml", "prod.yaml"])      # raises mlsync.core.errors.ConfigError with every problem
+    cfg.stack                                     # StackFile (typed view; see mlsync.input.model)
     cfg.sources                                   # absolute paths of the files read, in merge order
     cfg.locate(("models", 0, "name"))             # (file, line, col) where that was written
 
@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Optional
 
-from mlsync.errors import ConfigError, Problem
+from mlsync.core.errors import ConfigError, Problem
 
 if TYPE_CHECKING:
-    from mlsync.config.loader import SourceMap
-    from mlsync.config.model import StackFile
+    from mlsync.input.loader import SourceMap
+    from mlsync.input.model import StackFile
 
 __all__ = ["LoadedConfig", "load", "validate_tree"]
 
@@ -45,8 +45,8 @@ def validate_tree(tree: object, source_map: "SourceMap") -> tuple[Optional["Stac
     """Typed-model and semantic validation of a merged tree; returns the StackFile (if valid) and problems."""
     from pydantic import ValidationError
 
-    from mlsync.config import diagnostics, semantic
-    from mlsync.config.model import StackFile
+    from mlsync.input import diagnostics, semantic
+    from mlsync.input.model import StackFile
 
     problems: list[Problem] = []
     stack = None
@@ -65,7 +65,7 @@ def load(paths: list[str], env: Optional[Mapping[str, str]] = None) -> LoadedCon
     `paths` are files or directories (a directory means its *.yaml/*.yml files in name order).
     `env` replaces `os.environ` for `${env:…}` (tests). Raises ConfigError with all problems.
     """
-    from mlsync.config.loader import load_tree
+    from mlsync.input.loader import load_tree
 
     result = load_tree(list(paths), env=env)
     problems = list(result.problems)
