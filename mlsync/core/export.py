@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
+from mlsync.core import field_rules
 from mlsync.core.errors import MlsyncError
 from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS, is_deployed
 from mlsync.core.observed import Observed, ObservedObject
@@ -40,12 +41,15 @@ _STAND_IN_KEY = "api_key"
 # anything else a document holds that the file cannot express is reported, not dropped silently.
 _CONNECTOR_OUTPUTS = {"created_time", "last_updated_time", "owner", "access", "backend_roles", "tenant_id",
                       "connector_id", "credential"}
-_CONNECTOR_FIELDS = {"name", "description", "version", "protocol", "parameters", "actions", "client_config"}
+# What the file expresses of each kind comes from the field rules; access fields and function_name are
+# exported on their own (they are in the outputs above).
+_ACCESS = {"access_mode", "backend_roles"}
+_CONNECTOR_FIELDS = set(field_rules.file_fields("connector") - _ACCESS)
 _ACTION_FIELDS = ("action_type", "method", "url", "headers", "request_body", "pre_process_function",
                   "post_process_function")
 _GROUP_OUTPUTS = {"created_time", "last_updated_time", "latest_version", "access", "owner", "backend_roles",
                   "model_group_id", "tenant_id"}
-_GROUP_FIELDS = {"name", "description"}
+_GROUP_FIELDS = set(field_rules.file_fields("model_group") - _ACCESS)
 _MODEL_OUTPUTS = {
     "model_version", "version", "algorithm", "function_name", "model_state", "created_time", "last_updated_time",
     "last_registered_time", "last_deployed_time", "last_undeployed_time", "last_uploaded_time", "last_loaded_time",
@@ -54,8 +58,7 @@ _MODEL_OUTPUTS = {
     "model_group_id", "connector_id", "model_id", "owner", "user", "is_controller_enabled", "tenant_id",
     "chunk_number", "model_content", "content",
 }
-_MODEL_FIELDS = {"name", "description", "model_format", "model_config", "model_content_hash_value", "is_enabled",
-                 "rate_limiter", "interface", "guardrails", "deploy_setting", "connector"}
+_MODEL_FIELDS = set(field_rules.file_fields("model") - {"function_name"})
 _MODEL_CONFIG_FIELDS = ("model_type", "embedding_dimension", "framework_type", "all_config", "pooling_mode",
                         "normalize_result", "model_max_length", "query_prefix", "passage_prefix")
 _GUARDRAIL_FIELDS = ("stop_words", "regex", "model_id", "response_filter", "response_validation_regex")

@@ -91,6 +91,11 @@ def fields(kind: str, rule: Rule) -> tuple[str, ...]:
     return tuple(f.name for f in TABLE[kind] if f.rule is rule and "," not in f.name and " " not in f.name)
 
 
+def file_fields(kind: str) -> frozenset[str]:
+    """The keys a desired-state file sets for `kind` and the server stores (identity, updatable, replace)."""
+    return frozenset(f for rule in (Rule.IDENTITY, Rule.UPDATE, Rule.REPLACE) for f in fields(kind, rule))
+
+
 def rule_of(kind: str, key: str) -> Rule:
     for f in TABLE[kind]:
         if key in (n.strip() for n in f.name.split(",")):

@@ -1,22 +1,25 @@
-"""Waiting on ML Commons tasks: one poller thread for every task an apply started.
+"""Waiting on ML Commons: one poller thread for every task an apply started, and the wait for a
+model to leave REGISTERING.
 
 The register (URL) and deploy calls answer with a task id; the executor's workers block in
 `TaskWaiter.wait()` while one poller asks the cluster about all of them in a single `search_tasks`
-call per round, backing off from 0.2 s to 2 s, with a deadline per task.
+call per round, backing off from 0.2 s to 2 s (`mlsync.core.polling.TASK_POLL`), with a deadline
+per task.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from mlsync.core.errors import ClusterError, TaskFailed, TaskTimeout
 from mlsync.core.observed import ClusterPort
+from mlsync.core.polling import TASK_POLL, Timeout, poll_until
 from mlsync.run.progress import Reporter
 
-POLL_INITIAL = 0.2               # task polling back-off: first interval ...
-POLL_MAX = 2.0                   # ... growing to this
-POLL_FACTOR = 1.5
+if TYPE_CHECKING:  # pragma: no cover
+    from mlsync.run.context import Run
+
 TASK_FAILED_STATES = frozenset({"FAILED", "CANCELLED", "COMPLETED_WITH_ERROR"})
 
 
@@ -89,13 +92,13 @@ class TaskWaiter:
         w.event.set()
 
     def _loop(self) -> None:
-        delay = POLL_INITIAL
+        delays = TASK_POLL.delays()
         errors = 0
         try:
             while True:
                 with self._cond:
                     while not self._pending and not self._stopped:
-                        delay = POLL_INITIAL
+                        delays = TASK_POLL.delays()
                         self._cond.wait()
                     if self._stopped:
                         return
@@ -130,11 +133,26 @@ class TaskWaiter:
                 if self.on_poll is not None:
                     self.on_poll()
                 if still:
-                    self.sleep(delay)
-                    delay = min(delay * POLL_FACTOR, POLL_MAX)
+                    self.sleep(next(delays))
         except BaseException as err:  # noqa: BLE001 - hand anything (a crash, a lost lease) to the waiters
             with self._cond:
                 self._stopped = True
                 waiting = list(self._pending.values())
             for w in waiting:
                 self._finish(w, error=err)
+
+
+def wait_model_registered(run: "Run", model_id: str, address: str) -> Optional[dict]:
+    """Poll the model until it leaves REGISTERING / UPLOADING; None if it disappeared (its
+    registration failed and the server removed it)."""
+    def between() -> None:
+        if run.abort.is_set():
+            raise ApplyStopping()
+        run.renew_if_due()
+    try:
+        return poll_until(lambda: run.retry(lambda: run.cluster.get_model(model_id)),
+                          lambda doc: doc is None or doc.get("model_state") not in ("REGISTERING", "UPLOADING"),
+                          policy=TASK_POLL, deadline=run.clock() + run.timeout, clock=run.clock, sleep=run.sleep,
+                          between=between)
+    except Timeout as late:
+        raise TaskTimeout(address, f"(model {model_id})", (late.last or {}).get("model_state"), run.timeout) from None

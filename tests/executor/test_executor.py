@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from fakes import FakeClock, FakeCluster, SimulatedCrash  # noqa: E402
 
-from mlsync.run import driver as executor  # noqa: E402
+from mlsync.run import uploads  # noqa: E402
 from mlsync.core.address import Address  # noqa: E402
 from mlsync.core.errors import ClusterError, LockHeld, TaskFailed, TaskTimeout  # noqa: E402
 from mlsync.run.driver import ApplyAborted, apply  # noqa: E402
@@ -502,7 +502,7 @@ def test_crash_after_create_connector_adopts_it_on_resume(run, fake, clock):
 
 def test_crash_during_chunk_upload_restarts_the_upload_without_leaving_a_duplicate(run, fake, clock, tmp_path,
                                                                                  monkeypatch):
-    monkeypatch.setattr(executor, "CHUNK_SIZE", 10)
+    monkeypatch.setattr(uploads, "CHUNK_SIZE", 10)
     path = tmp_path / "model.zip"
     path.write_bytes(bytes(range(35)))
     plan = (group("g"), local_model("g", "m", "1", str(path)))
@@ -577,7 +577,7 @@ def test_a_clear_refusal_is_not_retried(run, fake):
 
 
 def test_chunks_are_uploaded_in_order_with_the_right_sizes(run, fake, store, tmp_path, monkeypatch):
-    monkeypatch.setattr(executor, "CHUNK_SIZE", 10)
+    monkeypatch.setattr(uploads, "CHUNK_SIZE", 10)
     path = tmp_path / "model.zip"
     path.write_bytes(os.urandom(35))
     res = run(group("g"), local_model("g", "m", "1", str(path)))
@@ -601,7 +601,7 @@ def test_a_file_that_changed_since_the_plan_is_refused_before_registering(run, f
 
 
 def test_metadata_dropped_by_the_last_chunk_is_reapplied(run, fake, store, tmp_path, monkeypatch):
-    monkeypatch.setattr(executor, "CHUNK_SIZE", 4)
+    monkeypatch.setattr(uploads, "CHUNK_SIZE", 4)
     path = tmp_path / "model.zip"
     path.write_bytes(b"0123456789")
     change = local_model("g", "m", "1", str(path), description="sentence embeddings", is_enabled=False,
