@@ -10,7 +10,8 @@ import time
 import pytest
 from opensearchpy.exceptions import TransportError
 
-from mlsync.edge.cluster import Cluster, ConnectionOptions, _RequestsConnection, _SecretRevealingSerializer, _translate
+from mlsync.edge.cluster import Cluster, ConnectionOptions
+from mlsync.edge.transport import _RequestsConnection, _SecretRevealingSerializer, _translate
 from mlsync.core.errors import ClusterError
 from mlsync.core.secrets import Secret
 

@@ -1,0 +1,75 @@
+"""The stack's state document on the cluster: one document per stack in a hidden index, written
+with optimistic concurrency (seq_no / primary_term), so two applies cannot both win. The lease
+lock and the file backend live in mlsync.edge.statestore, over this port."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mlsync.core.errors import ClusterError, StateConflict
+from mlsync.core.observed import StateDocument
+from mlsync.edge.transport import UsesTransport, is_index_missing
+
+STATE_INDEX = "mlsync-state"
+
+
+class StateDoc(UsesTransport):
+    """read_state / write_state over the hidden index `state_index` (set by `Cluster`), created on
+    the first write."""
+
+    state_index: str
+    _state_index_ready = False
+
+    def read_state(self, stack: str) -> Optional[StateDocument]:
+        try:
+            resp = self._call("read state", f"stack {stack!r}",
+                              lambda: self._client.get(index=self.state_index, id=stack))
+        except ClusterError as err:
+            if err.status == 404:   # no document, or no index yet
+                return None
+            raise
+        if not resp.get("found", True):
+            return None
+        return StateDocument(body=resp.get("_source") or {}, seq_no=resp["_seq_no"], primary_term=resp["_primary_term"])
+
+    def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int]) -> StateDocument:
+        """Writes the stack's state document. `seq_no` None: it must not exist yet (op_type=create);
+        otherwise it must still be at (seq_no, primary_term). Anything else raises StateConflict.
+
+        No `refresh`: the document is only ever read back by GET, which is real-time, and the write is
+        durable (translog) when acknowledged; a forced refresh per save cost ~10 ms on every resource."""
+        resource = f"stack {stack!r}"
+        if seq_no is None:
+            self._ensure_state_index()
+            write = lambda: self._client_once.index(  # noqa: E731
+                index=self.state_index, id=stack, body=body, op_type="create")
+        else:
+            if primary_term is None:
+                raise ValueError("write_state: primary_term is required with seq_no")
+            write = lambda: self._client_once.index(  # noqa: E731
+                index=self.state_index, id=stack, body=body, if_seq_no=seq_no, if_primary_term=primary_term)
+        try:
+            resp = self._call("write state", resource, write, body)
+        except ClusterError as err:
+            if err.status == 409 or (seq_no is not None and is_index_missing(err)):
+                raise StateConflict(
+                    f"the state of stack {stack!r} was changed by someone else since it was read "
+                    f"({err.reason}); re-run to start from the current state") from None
+            raise
+        return StateDocument(body=body, seq_no=resp["_seq_no"], primary_term=resp["_primary_term"])
+
+    def _ensure_state_index(self) -> None:
+        if self._state_index_ready:
+            return
+        body = {
+            "settings": {"index": {"hidden": True, "number_of_shards": 1, "number_of_replicas": 0}},
+            # addresses (keys) contain dots and quotes: never map the document's fields dynamically
+            "mappings": {"dynamic": False, "properties": {"stack": {"type": "keyword"}}},
+        }
+        try:
+            self._call("create state index", self.state_index,
+                       lambda: self._client_once.indices.create(index=self.state_index, body=body))
+        except ClusterError as err:
+            if not (err.status == 400 and err.error_type == "resource_already_exists_exception"):
+                raise
+        self._state_index_ready = True
