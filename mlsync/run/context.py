@@ -152,8 +152,7 @@ class Run:
     def step(self, change: ResourceChange, step: str, fn: Callable[[], Any],
              describe: Optional[Callable[[Any], Optional[str]]] = None) -> Any:
         """Run one named step of a change: timed, reported, and on failure recorded (StepFailed)."""
-        if self.abort.is_set():
-            raise ApplyStopping()
+        self.check_alive()
         rr = self.result_of(change)
         t0 = self.clock()
         self.reporter.on_start(change, step)
@@ -185,8 +184,10 @@ class Run:
                 return
             try:
                 fn(item)
-            except (StepFailed, ApplyStopping):
+            except StepFailed:
                 pass
+            except ApplyStopping:
+                self.check_alive()      # a stop with a cause behind it is that cause
 
         workers = min(self.parallelism, len(items))
         if workers == 1:
@@ -218,6 +219,13 @@ class Run:
                     raise
                 attempt += 1
                 self.sleep(RESEND.delay(attempt))
+
+    def check_alive(self) -> None:
+        """Raise what stopped the apply: the poller's fatal error (a failed lease renewal) or a stop."""
+        if self.waiter.fatal is not None:
+            raise self.waiter.fatal
+        if self.abort.is_set():
+            raise ApplyStopping()
 
     def renew_if_due(self) -> None:
         """Extend the lease when half of it has run out (called between polls and chunks)."""

@@ -71,6 +71,7 @@ def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
         _deploys(run)
         for kind in kinds.DELETE_ORDER:
             _deletes(run, kind)
+        run.check_alive()      # nothing is reported done after the lease or the poller was lost
         run.settle()
     run.result.elapsed = clock() - started
     return run.result

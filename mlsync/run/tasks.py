@@ -50,6 +50,7 @@ class TaskWaiter:
         self._pending: dict[str, _Waiting] = {}
         self._cond = threading.Condition()
         self._stopped = False
+        self.fatal: Optional[BaseException] = None   # what killed the poller (a lost lease, a crash), if anything
         self._thread: Optional[threading.Thread] = None
         self.polls = 0
 
@@ -74,7 +75,7 @@ class TaskWaiter:
         now = self.clock()
         with self._cond:
             if self._stopped:
-                raise ApplyStopping("apply stopped")
+                raise self.fatal or ApplyStopping("apply stopped")
             w = self._pending.get(task_id)
             if w is None:
                 w = self._pending[task_id] = _Waiting(task_id, address, now, now + self.timeout)
@@ -137,6 +138,7 @@ class TaskWaiter:
         except BaseException as err:  # noqa: BLE001 - hand anything (a crash, a lost lease) to the waiters
             with self._cond:
                 self._stopped = True
+                self.fatal = err     # later waits raise it too: it must reach the driver, not vanish
                 waiting = list(self._pending.values())
             for w in waiting:
                 self._finish(w, error=err)

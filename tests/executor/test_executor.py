@@ -812,3 +812,46 @@ def test_default_request_bodies_come_from_normalize(fake, store, clock):
     assert remote["connector_id"] == ids['connector["c"]'] and remote["model_group_id"] == ids['model_group["g"]']
     assert fake.models[ids['model["g"]["m"]["1.0"]']]["model_content_hash_value"] == SHA_A
     assert fake.credentials[ids['connector["c"]']] == {"api_key": "sekret-value"}
+
+
+def test_a_failed_lease_renewal_aborts_the_apply_instead_of_reporting_success(run, fake, store):
+    """One refused renewal (a 429 on the state write) in the task poller, in the round that finished
+    the last pending task, used to stop the poller silently: the next wait was swallowed and the apply
+    reported ok with a version missing from the state. It must abort with a non-zero result instead."""
+    polls = []
+
+    def refuse_renewal(method: str) -> None:
+        if method == "search_tasks":
+            polls.append(1)
+            if len(polls) == fake.task_polls:     # the poll that completes the first task
+                fake.fail("write_state", ClusterError("write_state", STACK, 429, "rejected execution",
+                                                      "es_rejected_execution_exception"), times=1)
+    fake.on_call = refuse_renewal
+    with pytest.raises(ApplyAborted) as err:
+        run(group("g"), url_model("g", "m", "1"), url_model("g", "n", "1"), lock_ttl=0.3)
+    fake.on_call = None
+    assert "renew" in str(err.value) or "could not save" in str(err.value)
+    assert not err.value.result.ok
+    assert err.value.result.resources['model["g"]["n"]["1"]'].status != "done"
+
+
+def test_a_replace_keeps_the_old_version_serving_when_the_new_one_fails_to_deploy(run, fake, store):
+    res = run(group("g"), url_model("g", "m", "1", sha=SHA_A, deploy=True))
+    assert res.ok
+    old = store.load(STACK).resources['model["g"]["m"]["1"]'].id
+    fake.fail_deploy("m")
+    res = run(url_model("g", "m", "1", Action.REPLACE, Action.DEPLOY, sha=SHA_B, deploy=True,
+                        server_id=old, deployed=True))
+    assert not res.ok and "deploy" in res.resources['model["g"]["m"]["1"]'].error
+    assert old in fake.models and fake.models[old]["model_state"] == "DEPLOYED"   # still serving
+    assert not fake.calls("undeploy_model") and not fake.calls("delete_model")
+    st = store.load(STACK)
+    new = st.resources['model["g"]["m"]["1"]'].id
+    assert new != old
+    # the old version waits in the journal: once the successor deploys, the next apply retires it
+    assert [j.object_id for j in st.journal if j.operation == "delete_replaced"] == [old]
+    fake._failing_deploys.clear()
+    res = run(url_model("g", "m", "1", Action.DEPLOY, sha=SHA_B, deploy=True, server_id=new, deployed=False))
+    assert res.ok, res.errors
+    assert old not in fake.models and fake.models[new]["model_state"] == "DEPLOYED"
+    assert store.load(STACK).journal == []

@@ -231,6 +231,15 @@ def delete_superseded(run: Run, entry: JournalEntry) -> None:
     if model_id is None:
         run.journal.drop(entry)
         return
+    with run.mutex:
+        successor_failed = entry.address in run.failed
+    if successor_failed:
+        # its successor did not reach the state the file asks for (registered, deployed when deploy:
+        # true): the old version keeps serving and stays queued; the next apply retires it
+        run.result.warnings.append(f"{entry.address}: kept the old version {model_id} serving because its "
+                                   f"successor did not reach the state the file asks for; it is retired by "
+                                   f"the apply that completes the successor")
+        return
 
     def delete_old() -> None:
         doc = run.retry(lambda: run.cluster.get_model(model_id))
