@@ -1,8 +1,9 @@
 """The drift report: how the cluster and the file moved away from the last apply, as data.
 
-Pure (no I/O, no clock): built from what `workflow.plan_for` returns — the plan, the stack's state
-and the observed cluster. Renderers are in `mlsync/render/drift.py`; the JSON form is documented in
-docs/drift-format.md.
+Pure (no I/O, no clock): built from what `commands.common.plan_for` returns — the plan, the stack's
+state and the observed cluster. What the planner found is read from each change's reason codes
+(`plan.Reason`), never from its text. Renderers are in `mlsync/render/drift.py`; the JSON form is
+documented in docs/drift-format.md.
 
 Two categories, reported separately:
 
@@ -30,7 +31,7 @@ from typing import Any, Optional
 from mlsync.core import normalize
 from mlsync.core.address import Address
 from mlsync.core.observed import Observed, ObservedObject
-from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
 from mlsync.core.planner import applied_baseline, deploy_drifted, diff_forms, unmanaged_versions
 from mlsync.core.secrets import MASK
 from mlsync.core.state import ResourceState, StackState
@@ -40,7 +41,9 @@ DRIFT, PENDING = "drift", "pending"
 EXIT_CLEAN, EXIT_DRIFT = 0, 2
 
 
-class Kind(str, Enum):
+class DriftType(str, Enum):
+    """What moved since the last apply (the JSON's `kind`; docs/drift-format.md). Not a resource kind."""
+
     # the cluster changed (drift)
     EDITED = "edited"                        # fields of a managed object changed on the cluster
     DELETED = "deleted"                      # a managed object is gone from the cluster
@@ -57,10 +60,10 @@ class Kind(str, Enum):
 
     @property
     def category(self) -> str:
-        return PENDING if self in _PENDING_KINDS else DRIFT
+        return PENDING if self in _PENDING_TYPES else DRIFT
 
 
-_PENDING_KINDS = frozenset({Kind.FILE_EDITED, Kind.DEPLOY_FLAG, Kind.ADDED, Kind.REMOVED})
+_PENDING_TYPES = frozenset({DriftType.FILE_EDITED, DriftType.DEPLOY_FLAG, DriftType.ADDED, DriftType.REMOVED})
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class FieldDrift:
 @dataclass(frozen=True)
 class DriftItem:
     address: str
-    kind: Kind
+    kind: DriftType                             # the JSON's "kind" (docs/drift-format.md)
     summary: str                                # one sentence a reader understands
     server_id: Optional[str] = None
     server_version: Optional[str] = None
@@ -129,7 +132,7 @@ class DriftReport:
         return EXIT_DRIFT if self.items else EXIT_CLEAN
 
     def counts(self) -> dict[str, int]:
-        out = {k.value: 0 for k in Kind}
+        out = {k.value: 0 for k in DriftType}
         for i in self.items:
             out[i.kind.value] += 1
         return out
@@ -160,45 +163,41 @@ def build(plan: Plan, state: StackState, observed: Observed) -> DriftReport:
                        plan.cluster_version, plan.sources, plan.warnings)
 
 
-def _pool(observed: Observed, kind: str) -> dict[str, ObservedObject]:
-    return {"connector": observed.connectors, "model_group": observed.groups, "model": observed.models}[kind]
-
-
 def _acts(ch: ResourceChange) -> tuple[str, ...]:
     return tuple(a.value for a in ch.actions if a is not Action.NOOP)
 
 
 def _items(ch: ResourceChange, rs: Optional[ResourceState], observed: Observed) -> list[DriftItem]:
-    addr, acts = str(ch.address), set(ch.actions)
+    """The items of one change, read from its reason codes (the planner's findings) and the state."""
+    addr, why = str(ch.address), set(ch.reason_codes)
     if rs is None:
         if ch.is_noop:
             return []
-        what = ("an object with the same identity exists; apply adopts it" if Action.ADOPT in acts
+        what = ("an object with the same identity exists; apply adopts it" if Action.ADOPT in ch.actions
                 else "not on the cluster")
-        return [DriftItem(addr, Kind.ADDED, f"in the file but not applied yet ({what})", ch.server_id,
+        return [DriftItem(addr, DriftType.ADDED, f"in the file but not applied yet ({what})", ch.server_id,
                           ch.server_version, actions=_acts(ch))]
-    exists = rs.id in _pool(observed, ch.address.kind)
-    if Action.DELETE in acts:
-        if not exists:
-            return [DriftItem(addr, Kind.DELETED, f"deleted outside mlsync (id {rs.id} no longer exists); it is "
-                              "no longer in the file either, so apply only forgets it", rs.id, rs.server_version,
-                              actions=_acts(ch))]
-        return [DriftItem(addr, Kind.REMOVED, "no longer in the file; apply deletes it", rs.id,
+    if Reason.ALREADY_GONE in why:
+        return [DriftItem(addr, DriftType.DELETED, f"deleted outside mlsync (id {rs.id} no longer exists); it is "
+                          "no longer in the file either, so apply only forgets it", rs.id, rs.server_version,
+                          actions=_acts(ch))]
+    if why & {Reason.NOT_IN_FILE, Reason.DESTROY_REQUESTED}:
+        return [DriftItem(addr, DriftType.REMOVED, "no longer in the file; apply deletes it", rs.id,
                           ch.server_version, actions=_acts(ch))]
-    if not exists:
+    if Reason.DELETED_OUTSIDE in why:
         again = "registers it again (a new id and server version)" if ch.kind == "model" else "creates it again"
-        return [DriftItem(addr, Kind.DELETED, f"deleted outside mlsync (id {rs.id} no longer exists); apply {again}",
-                          rs.id, rs.server_version, actions=_acts(ch))]
+        return [DriftItem(addr, DriftType.DELETED, f"deleted outside mlsync (id {rs.id} no longer exists); apply "
+                          f"{again}", rs.id, rs.server_version, actions=_acts(ch))]
     out: list[DriftItem] = []
     plain = [f for f in ch.field_changes if not f.sensitive]
     if plain:
         out += _field_items(ch, rs, plain)
-    secret = [f for f in ch.field_changes if f.sensitive]
-    if secret:
-        out.append(DriftItem(addr, Kind.CREDENTIAL, "the credential differs from the one last applied (rotated in "
-                             "the file or in the environment it reads); the cluster still has the old one",
-                             ch.server_id, ch.server_version, tuple(FieldDrift(f.path, MASK, MASK, True) for f in secret),
-                             "last_applied", _acts(ch)))
+    if Reason.CREDENTIAL_CHANGED in why:
+        secret = [f for f in ch.field_changes if f.sensitive]
+        out.append(DriftItem(addr, DriftType.CREDENTIAL, "the credential differs from the one last applied (rotated "
+                             "in the file or in the environment it reads); the cluster still has the old one",
+                             ch.server_id, ch.server_version,
+                             tuple(FieldDrift(f.path, MASK, MASK, True) for f in secret), "last_applied", _acts(ch)))
     deploy_item = _deploy_item(ch, rs, observed)
     if deploy_item is not None:
         out.append(deploy_item)
@@ -209,7 +208,7 @@ def _field_items(ch: ResourceChange, rs: ResourceState, plain: list[FieldChange]
     addr, cluster, file = str(ch.address), ch.before or {}, ch.after or {}
     acts = _acts(ch)
 
-    def item(kind: Kind, summary: str, fields, before_is: str) -> DriftItem:
+    def item(kind: DriftType, summary: str, fields, before_is: str) -> DriftItem:
         return DriftItem(addr, kind, summary, ch.server_id, ch.server_version,
                          tuple(FieldDrift(p, b, n) for p, b, n in fields), before_is, acts)
 
@@ -221,47 +220,48 @@ def _field_items(ch: ResourceChange, rs: ResourceState, plain: list[FieldChange]
         in_file = [(f.path, f.before, f.after) for f in diff_forms(base, file)]
         out = []
         if on_cluster:
-            out.append(item(Kind.EDITED, f"{edited}: " + ", ".join(p for p, _, _ in on_cluster), on_cluster,
+            out.append(item(DriftType.EDITED, f"{edited}: " + ", ".join(p for p, _, _ in on_cluster), on_cluster,
                             "last_applied"))
         if in_file:
-            out.append(item(Kind.FILE_EDITED, f"{changed}: " + ", ".join(p for p, _, _ in in_file), in_file,
+            out.append(item(DriftType.FILE_EDITED, f"{changed}: " + ", ".join(p for p, _, _ in in_file), in_file,
                             "last_applied"))
         return out
     paths = ", ".join(f.path for f in plain)
     if not rs.applied_fingerprint:   # imported, or state from an interrupted apply: nothing applied to it yet
-        return [item(Kind.FILE_EDITED, f"differs from the file, which was never applied to it: {paths}",
+        return [item(DriftType.FILE_EDITED, f"differs from the file, which was never applied to it: {paths}",
                      [(f.path, f.before, f.after) for f in plain], "cluster")]
     cluster_moved = normalize.digest(cluster) != rs.applied_fingerprint
     file_moved = normalize.digest(file) != rs.applied_fingerprint
     if cluster_moved and not file_moved:   # the last applied form is the file's
-        return [item(Kind.EDITED, f"{edited}: {paths}", [(f.path, f.after, f.before) for f in plain], "last_applied")]
-    if file_moved and not cluster_moved:   # the last applied form is the cluster's
-        return [item(Kind.FILE_EDITED, f"{changed}: {paths}", [(f.path, f.before, f.after) for f in plain],
+        return [item(DriftType.EDITED, f"{edited}: {paths}", [(f.path, f.after, f.before) for f in plain],
                      "last_applied")]
-    return [item(Kind.EDITED, f"{edited}, and the file changed too (this state does not record the values last "
+    if file_moved and not cluster_moved:   # the last applied form is the cluster's
+        return [item(DriftType.FILE_EDITED, f"{changed}: {paths}", [(f.path, f.before, f.after) for f in plain],
+                     "last_applied")]
+    return [item(DriftType.EDITED, f"{edited}, and the file changed too (this state does not record the values last "
                  f"applied, so the file's are shown): {paths}", [(f.path, f.after, f.before) for f in plain], "file")]
 
 
 def _deploy_item(ch: ResourceChange, rs: ResourceState, observed: Observed) -> Optional[DriftItem]:
-    if ch.kind != "model" or Action.REPLACE in ch.actions or ch.deploy is None or bool(ch.deploy) == bool(ch.deployed):
+    if not {Reason.NOT_DEPLOYED, Reason.DEPLOYED_UNWANTED} & set(ch.reason_codes):
         return None
     obj = observed.models.get(ch.server_id or rs.id)
     state = str((obj.source.get("model_state") if obj else None) or "unknown")
     addr, acts, details = str(ch.address), _acts(ch), {"model_state": state, "deploy": bool(ch.deploy)}
     if not deploy_drifted(rs, bool(ch.deploy)):
         was = "true" if rs.applied_deploy else "false"
-        return DriftItem(addr, Kind.DEPLOY_FLAG, f"the file changed deploy from {was} to {str(bool(ch.deploy)).lower()} "
-                         f"since the last apply (state {state})", ch.server_id, ch.server_version, actions=acts,
-                         details=details)
+        return DriftItem(addr, DriftType.DEPLOY_FLAG, f"the file changed deploy from {was} to "
+                         f"{str(bool(ch.deploy)).lower()} since the last apply (state {state})", ch.server_id,
+                         ch.server_version, actions=acts, details=details)
     if ch.deploy and state in normalize.FAILED_STATES:
-        return DriftItem(addr, Kind.DEPLOY_FAILED, f"deploy failed outside mlsync (state {state}); the file says "
+        return DriftItem(addr, DriftType.DEPLOY_FAILED, f"deploy failed outside mlsync (state {state}); the file says "
                          "deploy: true", ch.server_id, ch.server_version, actions=acts, details=details)
     if ch.deploy:
-        return DriftItem(addr, Kind.UNDEPLOYED, f"undeployed outside mlsync (state {state}); the file says deploy: true",
-                         ch.server_id, ch.server_version, actions=acts, details=details)
-    return DriftItem(addr, Kind.DEPLOYED, f"deployed outside mlsync (state {state}; a Predict call's auto-deploy, or "
-                     "a deploy by hand); the file says deploy: false", ch.server_id, ch.server_version, actions=acts,
-                     details=details)
+        return DriftItem(addr, DriftType.UNDEPLOYED, f"undeployed outside mlsync (state {state}); the file says "
+                         "deploy: true", ch.server_id, ch.server_version, actions=acts, details=details)
+    return DriftItem(addr, DriftType.DEPLOYED, f"deployed outside mlsync (state {state}; a Predict call's "
+                     "auto-deploy, or a deploy by hand); the file says deploy: false", ch.server_id,
+                     ch.server_version, actions=acts, details=details)
 
 
 def _unmanaged(stack: str, group_address: str, obj: ObservedObject) -> DriftItem:
@@ -269,7 +269,7 @@ def _unmanaged(stack: str, group_address: str, obj: ObservedObject) -> DriftItem
     name, version, state = src.get("name"), src.get("model_version"), src.get("model_state")
     label = None if str(src.get("algorithm", "")).upper() == "REMOTE" else "LABEL"
     would_be = str(Address("model", str(name), Address.parse(group_address).name, label))
-    return DriftItem(group_address, Kind.UNMANAGED_VERSION,
+    return DriftItem(group_address, DriftType.UNMANAGED_VERSION,
                      f"holds model version {obj.id} ({name!r}, server version {version}, state {state}) that mlsync "
                      f"does not manage; apply leaves it alone (delete it, or declare it in the file and "
                      f"`mlsync import --stack {stack} '{would_be}' {obj.id}`)",

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from mlsync.core.address import Address
 
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"   # 1.1: reason_codes (docs/plan-format.md)
 KNOWN_AFTER_APPLY = "(known after apply)"
 
 
@@ -40,6 +40,35 @@ _SYMBOLS = {
 }
 
 
+class Reason(str, Enum):
+    """Why a change is planned, for machines (like Terraform's ActionReason); the text beside it is for people.
+
+    A change may have several reasons: `ResourceChange.reason_codes` lists them in the order of the
+    parts of `reason` (joined with "; "). Documented in docs/plan-format.md; adding one is a minor
+    format_version bump."""
+
+    NOT_ON_CLUSTER = "not_on_cluster"                    # create/register: no such object yet
+    DELETED_OUTSIDE = "deleted_outside"                  # a managed object's id is gone: create/register again (drift)
+    UNMANAGED_MATCH = "unmanaged_match"                  # an unmanaged object with the same identity: adopt it
+    FIELDS_DIFFER = "fields_differ"                      # update in place
+    FIELDS_FORCE_REPLACE = "fields_force_replace"        # replace: a field the server cannot update changed
+    FUNCTION_NOT_UPDATABLE = "function_not_updatable"    # replace: Update Model refuses this function_name
+    CONNECTOR_KIND_CHANGED = "connector_kind_changed"    # replace: standalone <-> inline connector
+    INLINE_PARAMETERS_ADDED = "inline_parameters_added"  # replace: parameters for an inline connector stored without
+    NOT_DEPLOYED = "not_deployed"                        # deploy: the file says deploy: true
+    DEPLOYED_UNWANTED = "deployed_unwanted"              # undeploy: the file says deploy: false
+    CREDENTIAL_CHANGED = "credential_changed"            # the credential differs from the one last applied
+    CONNECTOR_UPDATE_REDEPLOY = "connector_update_redeploy"  # undeploy/redeploy around an update of its connector
+    NOT_IN_FILE = "not_in_file"                          # delete: managed, no longer in the file
+    DESTROY_REQUESTED = "destroy_requested"              # delete: `mlsync destroy` / `plan --destroy`
+    ALREADY_GONE = "already_gone"                        # delete: gone from the cluster already; forget it
+    UNMANAGED_VERSIONS = "unmanaged_versions"            # a managed group holds versions mlsync does not manage
+    UP_TO_DATE = "up_to_date"                            # no-op
+    # Changes the apply driver makes up itself (never in a plan)
+    RESUME = "resume"                                    # resume an interrupted apply
+    SUPERSEDED = "superseded"                            # delete a version a replace superseded
+
+
 @dataclass(frozen=True)
 class FieldChange:
     path: str                    # dotted path in the comparable form, e.g. "model_config.pooling_mode"
@@ -57,6 +86,7 @@ class ResourceChange:
     address: Address
     actions: tuple[Action, ...]
     reason: str                           # why, in words a reviewer understands
+    reason_codes: tuple[Reason, ...] = ()  # why, for machines: one code per "; "-separated part of `reason`
     server_id: Optional[str] = None       # None: known after apply
     server_version: Optional[str] = None  # the server's model_version ("1", "2", ...) where known
     before: Optional[dict] = None         # comparable observed form, secrets masked
@@ -87,6 +117,7 @@ class ResourceChange:
             "version_label": self.address.version,
             "actions": [a.value for a in self.actions],
             "reason": self.reason,
+            "reason_codes": [r.value for r in self.reason_codes],
             "server_id": self.server_id,
             "server_version": self.server_version,
             "before": self.before,
@@ -106,6 +137,7 @@ class ResourceChange:
             address=Address.parse(d["address"]),
             actions=tuple(Action(a) for a in d["actions"]),
             reason=d["reason"],
+            reason_codes=tuple(Reason(r) for r in d.get("reason_codes", ())),   # none in a 1.0 plan
             server_id=d.get("server_id"),
             server_version=d.get("server_version"),
             before=d.get("before"),

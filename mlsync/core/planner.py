@@ -21,7 +21,7 @@ from mlsync.core.address import Address
 from mlsync.core.desired import DesiredResource, DesiredState
 from mlsync.core.errors import PlanError
 from mlsync.core.observed import Observed, ObservedObject
-from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
 from mlsync.core.secrets import MASK, fingerprint
 from mlsync.core.state import StackState
 
@@ -36,6 +36,10 @@ _KIND_ORDER = {"connector": 0, "model_group": 1, "model": 2}
 # The server never returns a credential: only its keyed fingerprint tells that it moved, and then
 # mlsync cannot say whether the file or the environment it reads (`${env:...}`) changed.
 CREDENTIAL_REASON = "credential differs from the one last applied (rotated in the file or its environment)"
+
+# Why a change is planned, as (code, text) pairs in order: the change's `reason` joins the texts with
+# "; ", its `reason_codes` lists the codes (see _because).
+Why = list[tuple[Reason, str]]
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,24 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
     return Plan(stack=desired.stack, changes=tuple(changes), observed_fingerprints=_read_fingerprints(ctx, changes),
                 sources=desired.sources, cluster_version=observed.cluster_version, warnings=tuple(ctx.warnings),
                 destroy=options.destroy, state_serial=state.serial)
+
+
+def _because(why: Why) -> dict:
+    """The `reason` and `reason_codes` of a change from its (code, text) pairs; none: up to date."""
+    why = why or [(Reason.UP_TO_DATE, "up to date")]
+    return {"reason": "; ".join(text for _, text in why), "reason_codes": tuple(code for code, _ in why)}
+
+
+def _also_because(change: ResourceChange, code: Reason, text: str, **changes) -> ResourceChange:
+    """`change` with one more reason (which replaces "up to date") and `changes` made."""
+    if change.reason_codes == (Reason.UP_TO_DATE,):
+        return _replace(change, reason=text, reason_codes=(code,), **changes)
+    return _replace(change, reason=f"{change.reason}; {text}", reason_codes=(*change.reason_codes, code), **changes)
+
+
+def _absent(note: Optional[str], text: str) -> Why:
+    """Why an object is created or registered: `note` from _match when the state's id is gone."""
+    return [(Reason.DELETED_OUTSIDE, note)] if note else [(Reason.NOT_ON_CLUSTER, text)]
 
 
 def _of_kind(resources: dict, kind: str) -> list[DesiredResource]:
@@ -230,9 +252,8 @@ def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     cred_fp = fingerprint(r.credential, ctx.state.fingerprint_key) if r.credential else None
     obj, managed, note = _match(ctx, r.address, "connector", r.address.name)
     if obj is None:
-        reason = note or "not on the cluster"
-        return ResourceChange(r.address, (Action.CREATE,), reason, after=after, drift=bool(note),
-                              depends_on=r.depends_on, credential_fingerprint=cred_fp)
+        return ResourceChange(r.address, (Action.CREATE,), **_because(_absent(note, "not on the cluster")),
+                              after=after, drift=bool(note), depends_on=r.depends_on, credential_fingerprint=cred_fp)
     ctx.ids[str(r.address)] = obj.id
     before = normalize.connector_form(obj.source, access_control=ctx.observed.connector_access_control)
     cmp = _comparable(before, after, CONNECTOR_UNSET_IS_UNMANAGED)
@@ -245,26 +266,26 @@ def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
         cmp = {k: v for k, v in cmp.items() if v is not None}
     fields = list(diff_forms(cmp, after))
     rs = ctx.state.resources.get(str(r.address))
-    reasons = []
     cred_drift = bool(managed and rs and rs.credential_fingerprint != cred_fp)
     edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
     if cred_drift:
         fields.append(FieldChange("credential", MASK, MASK, sensitive=True))
-        reasons.append(CREDENTIAL_REASON)
     if not managed:
         # The server never returns credentials, so an adopted connector's cannot be checked; it is
         # recorded as the file's and pushed at the next change of the file's credential.
         ctx.warnings.append(f"{r.address}: adopted with a credential mlsync cannot read back; it is assumed to "
                             "match the file (a later change of the credential in the file is pushed)")
     actions = ([Action.ADOPT] if not managed else []) + ([Action.UPDATE] if fields else [])
-    if fields and any(not f.sensitive for f in fields):
-        reasons.insert(0, "fields differ: " + ", ".join(f.path for f in fields if not f.sensitive))
+    why: Why = []
     if not managed:
-        reasons.insert(0, "unmanaged connector with the same name")
-    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), "; ".join(reasons) or "up to date",
-                          server_id=obj.id, before=cmp, after=after, field_changes=tuple(fields),
-                          drift=edited or cred_drift, depends_on=r.depends_on,
-                          credential_fingerprint=cred_fp)
+        why.append((Reason.UNMANAGED_MATCH, "unmanaged connector with the same name"))
+    if any(not f.sensitive for f in fields):
+        why.append((Reason.FIELDS_DIFFER, "fields differ: " + ", ".join(f.path for f in fields if not f.sensitive)))
+    if cred_drift:
+        why.append((Reason.CREDENTIAL_CHANGED, CREDENTIAL_REASON))
+    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), **_because(why), server_id=obj.id,
+                          before=cmp, after=after, field_changes=tuple(fields), drift=edited or cred_drift,
+                          depends_on=r.depends_on, credential_fingerprint=cred_fp)
 
 
 # --- model groups ------------------------------------------------------------------------------
@@ -273,8 +294,8 @@ def _plan_group(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     after = _access_check(ctx, r, ctx.observed.model_access_control, "model")
     obj, managed, note = _match(ctx, r.address, "model_group", r.address.name)
     if obj is None:
-        return ResourceChange(r.address, (Action.CREATE,), note or "not on the cluster", after=after,
-                              drift=bool(note), depends_on=r.depends_on)
+        return ResourceChange(r.address, (Action.CREATE,), **_because(_absent(note, "not on the cluster")),
+                              after=after, drift=bool(note), depends_on=r.depends_on)
     if r.implicit and not managed:
         ctx.errors.append(
             f"{r.address}: a model without model_group gets an implicit group named after it, but an unmanaged "
@@ -285,11 +306,13 @@ def _plan_group(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     cmp = _comparable(before, after, GROUP_UNSET_IS_UNMANAGED)
     fields = diff_forms(cmp, after)
     actions = ([Action.ADOPT] if not managed else []) + ([Action.UPDATE] if fields else [])
-    reason = "; ".join(filter(None, [
-        "unmanaged group with the same name" if not managed else "",
-        ("fields differ: " + ", ".join(f.path for f in fields)) if fields else ""])) or "up to date"
+    why: Why = []
+    if not managed:
+        why.append((Reason.UNMANAGED_MATCH, "unmanaged group with the same name"))
+    if fields:
+        why.append((Reason.FIELDS_DIFFER, "fields differ: " + ", ".join(f.path for f in fields)))
     edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
-    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), reason, server_id=obj.id, before=cmp,
+    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), **_because(why), server_id=obj.id, before=cmp,
                           after=after, field_changes=fields, drift=edited, depends_on=r.depends_on)
 
 
@@ -331,9 +354,9 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     fp = fingerprint(r.credential, ctx.state.fingerprint_key) if r.credential else None
     if obj is None:
         actions = (Action.REGISTER,) + ((Action.DEPLOY,) if r.deploy else ())
-        return ResourceChange(r.address, actions, note or "not registered yet", after=after, drift=bool(note),
-                              depends_on=r.depends_on, deploy=r.deploy, deployed=False, artifact=r.artifact,
-                              credential_fingerprint=fp)
+        return ResourceChange(r.address, actions, **_because(_absent(note, "not registered yet")), after=after,
+                              drift=bool(note), depends_on=r.depends_on, deploy=r.deploy, deployed=False,
+                              artifact=r.artifact, credential_fingerprint=fp)
     ctx.ids[str(r.address)] = obj.id
     src = obj.source
     before_full = observed_model_form(ctx, src)
@@ -349,43 +372,52 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
         fields.append(FieldChange("connector.credential", MASK, MASK, sensitive=True))
     deployed = normalize.is_deployed(src)
     function = after.get("function_name")
-    replace = any(f.forces_replace for f in fields)
-    if fields and not replace and function not in normalize.MODEL_UPDATE_FUNCTIONS:
-        replace = True   # Update Model answers 403 for other functions
+    cannot_update: Optional[Reason] = None     # set: replace instead of updating in place
+    if any(f.forces_replace for f in fields):
+        cannot_update = Reason.FIELDS_FORCE_REPLACE
+    elif fields and function not in normalize.MODEL_UPDATE_FUNCTIONS:
+        cannot_update = Reason.FUNCTION_NOT_UPDATABLE   # Update Model answers 403 for other functions
         fields = [FieldChange(f.path, f.before, f.after, f.sensitive, True) for f in fields]
-    if fields and not replace and (_connector_kind_changed(cmp, after) or _inline_parameters_added(cmp, after)):
-        replace = True
-    reasons = []
+    elif fields and _connector_kind_changed(cmp, after):
+        cannot_update = Reason.CONNECTOR_KIND_CHANGED
+    elif fields and _inline_parameters_added(cmp, after):
+        cannot_update = Reason.INLINE_PARAMETERS_ADDED
+    why: Why = []
     if not managed:
-        reasons.append("unmanaged model matches by group, name" + (" and content hash" if r.address.version else ""))
+        why.append((Reason.UNMANAGED_MATCH,
+                    "unmanaged model matches by group, name" + (" and content hash" if r.address.version else "")))
         if r.credential:
             ctx.warnings.append(f"{r.address}: adopted with an inline connector credential mlsync cannot read back; "
                                 "it is assumed to match the file (a later change of the credential in the file "
                                 "is pushed)")
     actions: list[Action] = [Action.ADOPT] if not managed else []
-    if replace:
+    if cannot_update is not None:
         actions = [a for a in actions if a is not Action.ADOPT] + [Action.REPLACE] + ([Action.DEPLOY] if r.deploy else [])
         if deployed:
             actions.insert(0, Action.UNDEPLOY)
-        reasons.append("cannot update in place: " + ", ".join(f.path for f in fields if f.forces_replace)
-                       if any(f.forces_replace for f in fields) else "cannot update in place")
+        forced = ", ".join(f.path for f in fields if f.forces_replace)
+        why.append((cannot_update, f"cannot update in place: {forced}" if forced else "cannot update in place"))
     else:
         if fields:
             actions.append(Action.UPDATE)
         if any(not f.sensitive for f in fields):
-            reasons.append("fields differ: " + ", ".join(f.path for f in fields if not f.sensitive))
+            why.append((Reason.FIELDS_DIFFER,
+                        "fields differ: " + ", ".join(f.path for f in fields if not f.sensitive)))
         if r.deploy and not deployed:
             actions.append(Action.DEPLOY)
-            reasons.append("not deployed" + (f" (state {src.get('model_state')})" if src.get("model_state") else ""))
+            why.append((Reason.NOT_DEPLOYED,
+                        "not deployed" + (f" (state {src.get('model_state')})" if src.get("model_state") else "")))
         elif not r.deploy and deployed:
             actions.append(Action.UNDEPLOY)
-            reasons.append(f"deployed (state {src.get('model_state')}) but the file says deploy: false")
-    deploy_drift = managed and not replace and bool(r.deploy) != deployed and deploy_drifted(rs, bool(r.deploy))
+            why.append((Reason.DEPLOYED_UNWANTED,
+                        f"deployed (state {src.get('model_state')}) but the file says deploy: false"))
+    deploy_drift = (managed and cannot_update is None and bool(r.deploy) != deployed
+                    and deploy_drifted(rs, bool(r.deploy)))
     if cred_drift:
-        reasons.append(CREDENTIAL_REASON)
+        why.append((Reason.CREDENTIAL_CHANGED, CREDENTIAL_REASON))
     drift = bool(edited or cred_drift or deploy_drift)
-    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), "; ".join(reasons) or "up to date",
-                          server_id=obj.id, server_version=src.get("model_version"), before=cmp, after=after,
+    return ResourceChange(r.address, tuple(actions) or (Action.NOOP,), **_because(why), server_id=obj.id,
+                          server_version=src.get("model_version"), before=cmp, after=after,
                           field_changes=tuple(fields), drift=drift, depends_on=r.depends_on, deploy=r.deploy,
                           deployed=deployed, artifact=r.artifact, credential_fingerprint=fp)
 
@@ -469,11 +501,10 @@ def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceCha
             acts = [Action.UNDEPLOY] + [a for a in mc.actions if a not in (Action.NOOP, Action.DEPLOY)]
             if mc.deploy:
                 acts.append(Action.DEPLOY)
-            reason = f"{caddr} changes and the server refuses that while a model using it is loaded"
-            if mc.reason and mc.reason != "up to date":
-                reason = mc.reason + "; " + reason
-            out[maddr] = _replace(mc, actions=tuple(acts), reason=reason,
-                                  depends_on=tuple(dict.fromkeys((*mc.depends_on, caddr))))
+            out[maddr] = _also_because(
+                mc, Reason.CONNECTOR_UPDATE_REDEPLOY,
+                f"{caddr} changes and the server refuses that while a model using it is loaded",
+                actions=tuple(acts), depends_on=tuple(dict.fromkeys((*mc.depends_on, caddr))))
     return out
 
 
@@ -502,17 +533,19 @@ def _plan_deletes(ctx: _Ctx, wanted: dict) -> list[ResourceChange]:
                               "(remove prevent_destroy first if you mean it)")
         obj = _observed_pool(ctx, address.kind).get(rs.id)
         if obj is None:
-            out.append(ResourceChange(address, (Action.DELETE,), "already gone from the cluster; forget it",
+            out.append(ResourceChange(address, (Action.DELETE,),
+                                      **_because([(Reason.ALREADY_GONE, "already gone from the cluster; forget it")]),
                                       server_id=rs.id, server_version=rs.server_version, drift=True))
             continue
         deployed = address.kind == "model" and normalize.is_deployed(obj.source)
         actions = ((Action.UNDEPLOY,) if deployed else ()) + (Action.DELETE,)
-        reason = "destroy requested" if ctx.options.destroy else "no longer in the file"
+        why = ([(Reason.DESTROY_REQUESTED, "destroy requested")] if ctx.options.destroy else
+               [(Reason.NOT_IN_FILE, "no longer in the file")])
         before = (observed_model_form(ctx, obj.source) if address.kind == "model" else
                   normalize.group_form(obj.source, access_control=ctx.observed.model_access_control)
                   if address.kind == "model_group" else
                   normalize.connector_form(obj.source, access_control=ctx.observed.connector_access_control))
-        out.append(ResourceChange(address, actions, reason, server_id=rs.id,
+        out.append(ResourceChange(address, actions, **_because(why), server_id=rs.id,
                                   server_version=obj.source.get("model_version") or rs.server_version,
                                   before=before, deployed=deployed))
     # Deletes run last, dependents first: model versions, then groups, then connectors.
@@ -561,8 +594,7 @@ def _check_unmanaged_versions(ctx: _Ctx, changes: list[ResourceChange]) -> list[
         objs = extra.get(str(ch.address))
         if objs and str(ch.address) in ctx.state.resources:
             note = unmanaged_note(objs) + " (left alone: delete them, or declare and import them)"
-            reason = note if ch.is_noop else f"{ch.reason}; {note}"
-            ch = _replace(ch, reason=reason, drift=True)
+            ch = _also_because(ch, Reason.UNMANAGED_VERSIONS, note, drift=True)
         elif objs:
             ctx.warnings.append(f"{ch.address}: {unmanaged_note(objs)}")
         out.append(ch)

@@ -296,7 +296,7 @@ def value_lines(v: Any) -> list[str]:
     if isinstance(v, (dict, list, tuple)):
         # one `path: value` line per leaf: a line diff of these reads like a field diff
         return [f"{p}: {scalar_text(x) if is_scalar(x) else to_json_text(x)}" if p else to_json_text(x)
-                for p, x in flatten(v)] or [to_json_text(v)]
+                for p, x in leaf_items(v)] or [to_json_text(v)]
     return [scalar_text(v)]
 
 
@@ -333,17 +333,17 @@ def cap_lines(lines: list[tuple[str, str]], max_lines: int) -> list[tuple[str, s
 # --------------------------------------------------------------------------- field entries
 
 
-def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+def leaf_items(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Leaves of a comparable form as (dotted path, value); `[i]` for list items that are mappings or lists."""
     if isinstance(value, dict):
         if not value and prefix:
             yield prefix, value
         for k, v in value.items():
             key = MASK if isinstance(k, Secret) else str(k)
-            yield from flatten(v, f"{prefix}.{key}" if prefix else key)
+            yield from leaf_items(v, f"{prefix}.{key}" if prefix else key)
     elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value):
         for i, v in enumerate(value):
-            yield from flatten(v, f"{prefix}[{i}]")
+            yield from leaf_items(v, f"{prefix}[{i}]")
     else:
         yield prefix, value
 
@@ -368,7 +368,7 @@ def field_entries(change: ResourceChange) -> tuple[Field, ...]:
         return change.field_changes
     acts = change.actions
     if (Action.CREATE in acts or Action.REGISTER in acts) and isinstance(change.after, dict):
-        fields = [NewField(p, None, v) for p, v in flatten(change.after) if p]
+        fields = [NewField(p, None, v) for p, v in leaf_items(change.after) if p]
         credential = _credential_path(change)
         if credential:
             fields = _with_credential(fields, credential)

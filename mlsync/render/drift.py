@@ -16,6 +16,7 @@ from typing import Any
 from mlsync.core.drift import DRIFT, PENDING, DriftItem, DriftReport, FieldDrift
 from mlsync.render import _common as c
 from mlsync.render import markdown as md
+from mlsync.render.text import styled
 from mlsync.core.secrets import MASK
 
 FORMATS = ("text", "json", "markdown")
@@ -83,14 +84,12 @@ def render_json(report: DriftReport) -> str:
 
 
 def render_text(report: DriftReport, *, color: bool = False, width: int = 100) -> str:
-    from mlsync.render.text import _styled
-
     width = max(40, int(width))
     lines: list[str] = []
 
     def add(*spans: tuple[str, str]) -> None:
         spans = tuple((c.make_safe(t), s) for t, s in spans)
-        lines.append("".join(_styled(t, s) if color else t for t, s in spans))
+        lines.append("".join(styled(t, s) if color else t for t, s in spans))
 
     add(("mlsync drift", "bold"))
     add(("  stack:           ", ""), (report.stack, "bold"))

@@ -40,7 +40,8 @@ def _ansi(style: str) -> tuple[str, str]:
     return pre, post
 
 
-def _styled(text: str, style: str) -> str:
+def styled(text: str, style: str) -> str:
+    """`text` with the ANSI codes of a rich style (e.g. "bold red") around it; as is without a style."""
     if not style or not text:
         return text
     pre, post = _ansi(style)
@@ -64,7 +65,7 @@ class _Builder:
         if c.has_unsafe(plain):
             spans = tuple((c.make_safe(t), s) for t, s in spans)
             plain = "".join([t for t, _ in spans])
-        self.lines.append("".join([_styled(t, s) for t, s in spans]) if self.color else plain)
+        self.lines.append("".join([styled(t, s) for t, s in spans]) if self.color else plain)
 
     def blank(self) -> None:
         if self.lines and self.lines[-1]:

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mlsync.core import normalize
-from mlsync.core.drift import DRIFT, PENDING, DriftItem, DriftReport, FieldDrift, Kind, build
+from mlsync.core.drift import DRIFT, PENDING, DriftItem, DriftReport, DriftType, FieldDrift, build
 from mlsync.core.planner import plan
 from mlsync.render import drift as render_drift
 from mlsync.core.state import StackState
@@ -51,7 +51,7 @@ def test_cluster_edit_is_drift_field_by_field_against_the_last_applied_form():
     st = applied(managed_state(), ADDR_G, GROUP_FORM)
     rep, p = report(obs=observed(group=dict(GROUP_SRC, description="edited by hand")), st=st)
     [item] = rep.items
-    assert (item.kind, item.category, item.address, item.server_id) == (Kind.EDITED, DRIFT, ADDR_G, "G")
+    assert (item.kind, item.category, item.address, item.server_id) == (DriftType.EDITED, DRIFT, ADDR_G, "G")
     assert item.fields == (FieldDrift("description", "group", "edited by hand"),)
     assert item.before_is == "last_applied" and item.actions == ("update",) and rep.exit_code == 2
     assert_plan_agrees(rep, p)
@@ -61,7 +61,7 @@ def test_file_edit_is_pending_not_drift_and_still_exits_2():
     st = applied(managed_state(), ADDR_G, GROUP_FORM)
     rep, p = report(d=desired(lambda d: d["model_groups"][0].update(description="new")), st=st)
     [item] = rep.items
-    assert (item.kind, item.category) == (Kind.FILE_EDITED, PENDING)
+    assert (item.kind, item.category) == (DriftType.FILE_EDITED, PENDING)
     assert item.fields == (FieldDrift("description", "group", "new"),)
     assert rep.drift == () and rep.exit_code == 2
     assert_plan_agrees(rep, p)
@@ -74,15 +74,15 @@ def test_cluster_and_file_edits_of_different_fields_are_told_apart():
                     obs=observed(connector=dict(CONNECTOR_SRC, parameters={"model": "x", "temperature": "0.9"})),
                     st=st)
     kinds = {i.kind: i for i in only(rep, ADDR_C)}
-    assert kinds[Kind.EDITED].fields == (FieldDrift("parameters.temperature", "0.5", "0.9"),)
-    assert kinds[Kind.FILE_EDITED].fields == (FieldDrift("parameters.model", "x", "y"),)
+    assert kinds[DriftType.EDITED].fields == (FieldDrift("parameters.temperature", "0.5", "0.9"),)
+    assert kinds[DriftType.FILE_EDITED].fields == (FieldDrift("parameters.model", "x", "y"),)
     assert_plan_agrees(rep, p)
 
 
 @pytest.mark.parametrize("file_desc,cluster_desc,kind,before_is,field", [
-    ("group", "hand", Kind.EDITED, "last_applied", FieldDrift("description", "group", "hand")),
-    ("new", "group", Kind.FILE_EDITED, "last_applied", FieldDrift("description", "group", "new")),
-    ("new", "hand", Kind.EDITED, "file", FieldDrift("description", "new", "hand")),
+    ("group", "hand", DriftType.EDITED, "last_applied", FieldDrift("description", "group", "hand")),
+    ("new", "group", DriftType.FILE_EDITED, "last_applied", FieldDrift("description", "group", "new")),
+    ("new", "hand", DriftType.EDITED, "file", FieldDrift("description", "new", "hand")),
 ])
 def test_a_state_with_only_fingerprints_still_tells_cluster_from_file(file_desc, cluster_desc, kind, before_is, field):
     st = applied(managed_state(), ADDR_G, GROUP_FORM, fingerprint_only=True)
@@ -96,15 +96,15 @@ def test_a_state_with_only_fingerprints_still_tells_cluster_from_file(file_desc,
 def test_an_imported_object_never_applied_is_pending():
     rep, p = report(obs=observed(group=dict(GROUP_SRC, description="theirs")))   # no applied fingerprint
     [item] = rep.items
-    assert item.kind is Kind.FILE_EDITED and "never applied" in item.summary
+    assert item.kind is DriftType.FILE_EDITED and "never applied" in item.summary
     assert_plan_agrees(rep, p)
 
 
 def test_deleted_out_of_band_is_drift_and_apply_recreates_it():
     rep, p = report(obs=observed(connector=None, remote=None))
     by = {i.address: i for i in rep.items}
-    assert by[ADDR_C].kind is Kind.DELETED and by[ADDR_C].actions == ("create",) and by[ADDR_C].server_id == "C"
-    assert by[ADDR_R].kind is Kind.DELETED and by[ADDR_R].actions == ("register", "deploy")
+    assert by[ADDR_C].kind is DriftType.DELETED and by[ADDR_C].actions == ("create",) and by[ADDR_C].server_id == "C"
+    assert by[ADDR_R].kind is DriftType.DELETED and by[ADDR_R].actions == ("register", "deploy")
     assert "registers it again" in by[ADDR_R].summary
     assert_plan_agrees(rep, p)
 
@@ -112,27 +112,27 @@ def test_deleted_out_of_band_is_drift_and_apply_recreates_it():
 def test_removed_from_the_file_is_pending_and_gone_too_is_drift():
     rep, _ = report(d=desired(lambda d: d["models"].pop(1)))
     [item] = rep.items
-    assert (item.address, item.kind, item.actions) == (ADDR_M, Kind.REMOVED, ("delete",))
+    assert (item.address, item.kind, item.actions) == (ADDR_M, DriftType.REMOVED, ("delete",))
     rep, _ = report(d=desired(lambda d: d["models"].pop(1)), obs=observed(local=None))
     [item] = rep.items
-    assert item.kind is Kind.DELETED and "forgets" in item.summary
+    assert item.kind is DriftType.DELETED and "forgets" in item.summary
 
 
 def test_a_stack_never_applied_is_all_pending_additions():
     rep, _ = report(obs=observed(connector=None, group=None, remote=None, local=None),
                     st=StackState("s", fingerprint_key=KEY))
-    assert {i.kind for i in rep.items} == {Kind.ADDED} and len(rep.items) == 4 and rep.managed == 0
+    assert {i.kind for i in rep.items} == {DriftType.ADDED} and len(rep.items) == 4 and rep.managed == 0
     rep, _ = report(st=StackState("s", fingerprint_key=KEY))   # everything exists: adoption
-    assert all(i.kind is Kind.ADDED and i.actions == ("adopt",) and "adopts" in i.summary for i in rep.items)
+    assert all(i.kind is DriftType.ADDED and i.actions == ("adopt",) and "adopts" in i.summary for i in rep.items)
 
 
 @pytest.mark.parametrize("state,deploy,applied_deploy,kind", [
-    ("UNDEPLOYED", True, True, Kind.UNDEPLOYED),
-    ("REGISTERED", True, None, Kind.UNDEPLOYED),
-    ("DEPLOY_FAILED", True, True, Kind.DEPLOY_FAILED),
-    ("DEPLOYED", False, False, Kind.DEPLOYED),
-    ("REGISTERED", True, False, Kind.DEPLOY_FLAG),
-    ("DEPLOYED", False, True, Kind.DEPLOY_FLAG),
+    ("UNDEPLOYED", True, True, DriftType.UNDEPLOYED),
+    ("REGISTERED", True, None, DriftType.UNDEPLOYED),
+    ("DEPLOY_FAILED", True, True, DriftType.DEPLOY_FAILED),
+    ("DEPLOYED", False, False, DriftType.DEPLOYED),
+    ("REGISTERED", True, False, DriftType.DEPLOY_FLAG),
+    ("DEPLOYED", False, True, DriftType.DEPLOY_FLAG),
 ])
 def test_deploy_state_drift(state, deploy, applied_deploy, kind):
     st = managed_state()
@@ -149,7 +149,7 @@ def test_unmanaged_version_in_a_managed_group_is_drift_apply_leaves_alone():
     extra = dict(LOCAL_SRC, name="someone-elses", model_content_hash_value="b" * 64, model_version="7")
     rep, p = report(obs=observed(extra_models=[extra]))
     [item] = rep.items
-    assert (item.address, item.kind, item.server_id, item.server_version) == (ADDR_G, Kind.UNMANAGED_VERSION, "X0", "7")
+    assert (item.address, item.kind, item.server_id, item.server_version) == (ADDR_G, DriftType.UNMANAGED_VERSION, "X0", "7")
     assert not item.fixed_by_apply and rep.exit_code == 2
     assert """mlsync import --stack s 'model["g"]["someone-elses"]["LABEL"]' X0""" in item.summary
     assert_plan_agrees(rep, p)
@@ -159,7 +159,7 @@ def test_rotated_credential_is_drift_and_never_shown():
     secret = "super-secret-rotated-value"
     rep, p = report(d=desired(lambda d: d["connectors"][0].update(credential={"api_key": secret})))
     [item] = rep.items
-    assert (item.kind, item.category, item.address) == (Kind.CREDENTIAL, DRIFT, ADDR_C)
+    assert (item.kind, item.category, item.address) == (DriftType.CREDENTIAL, DRIFT, ADDR_C)
     assert item.fields == (FieldDrift("credential", "(sensitive)", "(sensitive)", True),)
     assert_plan_agrees(rep, p)
     for fmt in render_drift.FORMATS:
@@ -171,7 +171,7 @@ def every_kind_report() -> DriftReport:
     def item(kind, n=0, **kw):
         return DriftItem(f'model["g"]["m{n}"]["1"]', kind, f"{kind.value} summary", server_id=f"id{n}", **kw)
     items = [item(k, i, fields=(FieldDrift("description", "a\x1b[31m", "b"),), actions=("update",))
-             for i, k in enumerate(Kind)]
+             for i, k in enumerate(DriftType)]
     return DriftReport("s", tuple(sorted(items, key=lambda i: i.category != DRIFT)), 12, "2.19.6", ("f.yaml",),
                        ("a warning",))
 
@@ -186,8 +186,8 @@ def test_renderers_show_every_item_with_its_address_and_the_json_is_versioned():
         assert i.address in text
     doc = json.loads(render_drift.render(rep, "json"))
     assert doc["format_version"] == "1.0" and doc["exit_code"] == 2 and not doc["clean"]
-    assert [d["kind"] for d in doc["drift"]] == [k.value for k in Kind if k.category == DRIFT]
-    assert [d["kind"] for d in doc["pending"]] == [k.value for k in Kind if k.category == PENDING]
+    assert [d["kind"] for d in doc["drift"]] == [k.value for k in DriftType if k.category == DRIFT]
+    assert [d["kind"] for d in doc["pending"]] == [k.value for k in DriftType if k.category == PENDING]
     assert set(doc["drift"][0]) == {"address", "category", "kind", "summary", "server_id", "server_version",
                                     "fields", "before_is", "apply_actions", "fixed_by_apply", "details"}
     mdtext = render_drift.render(rep, "markdown")
@@ -197,7 +197,7 @@ def test_renderers_show_every_item_with_its_address_and_the_json_is_versioned():
 
 @pytest.mark.parametrize("n,max_chars", [(5_000, render_drift.MAX_MARKDOWN_CHARS), (40, 3_000), (300, 20_000)])
 def test_markdown_stays_under_its_limit(n, max_chars):
-    items = tuple(DriftItem(f'model["g"]["m{i}"]["1"]', Kind.EDITED if i % 2 else Kind.FILE_EDITED, "x" * 250,
+    items = tuple(DriftItem(f'model["g"]["m{i}"]["1"]', DriftType.EDITED if i % 2 else DriftType.FILE_EDITED, "x" * 250,
                             fields=tuple(FieldDrift(f"f{j}", "a" * 300, "b" * 300) for j in range(5)),
                             actions=("update",)) for i in range(n))
     rep = DriftReport("s", tuple(sorted(items, key=lambda i: i.category != DRIFT)), n, "2.19.6")

@@ -7,10 +7,11 @@ planner decides things.
 from __future__ import annotations
 
 from mlsync.core.address import Address
-from mlsync.core.plan import Action, FieldChange, Plan, ResourceChange
+from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
 from mlsync.core.secrets import MASK
 
 A = Action
+R = Reason
 STACK = "search-prod"
 CLUSTER = "2.19.1"
 
@@ -49,19 +50,21 @@ MINILM_FORM = {
 
 def plan(*changes: ResourceChange, warnings: tuple[str, ...] = (), noops: int = 0) -> Plan:
     filler = tuple(
-        ResourceChange(Address("model_group", f"unchanged-{i}"), (A.NOOP,), "up to date", server_id=f"grp{i:04d}")
+        ResourceChange(Address("model_group", f"unchanged-{i}"), (A.NOOP,), "up to date", (R.UP_TO_DATE,),
+                       server_id=f"grp{i:04d}")
         for i in range(noops))
     return Plan(STACK, tuple(changes) + filler, observed_fingerprints={"abc123": "sha256:00ff"},
                 sources=("mlsync.yaml",), cluster_version=CLUSTER, warnings=warnings)
 
 
 def create_connector() -> ResourceChange:
-    return ResourceChange(CONNECTOR, (A.CREATE,), "not on the cluster", after=CONNECTOR_FORM,
+    return ResourceChange(CONNECTOR, (A.CREATE,), "not on the cluster", (R.NOT_ON_CLUSTER,),
+                          after=CONNECTOR_FORM,
                           credential_fingerprint="hmac-sha256:" + "1" * 64)
 
 
 def register_version() -> ResourceChange:
-    return ResourceChange(MINILM_110, (A.REGISTER, A.DEPLOY), "not registered yet",
+    return ResourceChange(MINILM_110, (A.REGISTER, A.DEPLOY), "not registered yet", (R.NOT_ON_CLUSTER,),
                           after={**MINILM_FORM, "model_content_hash_value": "9" * 64},
                           depends_on=(str(GROUP),), deploy=True, deployed=False,
                           artifact={"path": "models/minilm-1.1.0.zip", "sha256": "9" * 64, "size": 90_868_376})
@@ -70,7 +73,7 @@ def register_version() -> ResourceChange:
 def register_inline_remote() -> ResourceChange:
     """A remote model with its own (inline) connector: the credential goes with the registration."""
     inline = {k: v for k, v in CONNECTOR_FORM.items() if k != "client_config"}
-    return ResourceChange(REMOTE, (A.REGISTER,), "not registered yet",
+    return ResourceChange(REMOTE, (A.REGISTER,), "not registered yet", (R.NOT_ON_CLUSTER,),
                           after={"name": "embeddings-remote", "function_name": "REMOTE", "connector": inline},
                           depends_on=(str(GROUP),), deploy=False, deployed=False,
                           credential_fingerprint="hmac-sha256:" + "3" * 64)
@@ -78,7 +81,7 @@ def register_inline_remote() -> ResourceChange:
 
 def update_group() -> ResourceChange:
     return ResourceChange(
-        GROUP, (A.UPDATE,), "fields differ: description, backend_roles", server_id="Gk3xZ5MBq1",
+        GROUP, (A.UPDATE,), "fields differ: description, backend_roles", (R.FIELDS_DIFFER,), server_id="Gk3xZ5MBq1",
         before={"name": "embeddings", "description": "old text", "access_mode": "restricted", "backend_roles": ["ml"]},
         after={"name": "embeddings", "description": "Text embedding models", "access_mode": "restricted",
                "backend_roles": ["ml", "search"]},
@@ -89,7 +92,7 @@ def update_group() -> ResourceChange:
 def update_connector_credential() -> ResourceChange:
     return ResourceChange(
         CONNECTOR, (A.UPDATE,), "fields differ: client_config.read_timeout, parameters.dimensions; credential changed "
-        "in the file", server_id="c0nn3ct0r1",
+        "in the file", (R.FIELDS_DIFFER, R.CREDENTIAL_CHANGED), server_id="c0nn3ct0r1",
         before=CONNECTOR_FORM, after=CONNECTOR_FORM,
         field_changes=(FieldChange("client_config.read_timeout", 30, 60),
                        FieldChange("parameters.dimensions", None, "256"),
@@ -101,6 +104,7 @@ def update_connector_credential() -> ResourceChange:
 def replace_version() -> ResourceChange:
     return ResourceChange(
         MINILM_101, (A.UNDEPLOY, A.REPLACE, A.DEPLOY), "cannot update in place: model_content_hash_value, model_format",
+        (R.FIELDS_FORCE_REPLACE,),
         server_id="m0d3l101", server_version="3", before=MINILM_FORM,
         after={**MINILM_FORM, "model_format": "ONNX", "model_content_hash_value": "d" * 64},
         field_changes=(FieldChange("model_content_hash_value", MINILM_FORM["model_content_hash_value"], "d" * 64,
@@ -111,34 +115,39 @@ def replace_version() -> ResourceChange:
 
 def delete_version() -> ResourceChange:
     return ResourceChange(Address("model", "old-model", group="embeddings", version="0.9"), (A.UNDEPLOY, A.DELETE),
-                          "not in the file any more", server_id="old09", server_version="1", before=MINILM_FORM,
+                          "not in the file any more", (R.NOT_IN_FILE,), server_id="old09", server_version="1",
+                          before=MINILM_FORM,
                           deployed=True)
 
 
 def delete_group() -> ResourceChange:
-    return ResourceChange(Address("model_group", "legacy"), (A.DELETE,), "not in the file any more",
+    return ResourceChange(Address("model_group", "legacy"), (A.DELETE,), "not in the file any more", (R.NOT_IN_FILE,),
                           server_id="legacyG1", before={"name": "legacy"})
 
 
 def deploy_version() -> ResourceChange:
-    return ResourceChange(MINILM_101, (A.DEPLOY,), "not deployed (state REGISTERED)", server_id="m0d3l101",
+    return ResourceChange(MINILM_101, (A.DEPLOY,), "not deployed (state REGISTERED)", (R.NOT_DEPLOYED,),
+                          server_id="m0d3l101",
                           server_version="2", before=MINILM_FORM, after=MINILM_FORM, deploy=True, deployed=False)
 
 
 def undeploy_version() -> ResourceChange:
     return ResourceChange(MINILM_101, (A.UNDEPLOY,), "deployed (state DEPLOYED) but the file says deploy: false",
+                          (R.DEPLOYED_UNWANTED,),
                           server_id="m0d3l101", server_version="2", before=MINILM_FORM, after=MINILM_FORM,
                           deploy=False, deployed=True)
 
 
 def adopt_group() -> ResourceChange:
-    return ResourceChange(GROUP, (A.ADOPT,), "unmanaged group with the same name", server_id="Gk3xZ5MBq1",
+    return ResourceChange(GROUP, (A.ADOPT,), "unmanaged group with the same name", (R.UNMANAGED_MATCH,),
+                          server_id="Gk3xZ5MBq1",
                           before={"name": "embeddings"}, after={"name": "embeddings"})
 
 
 def adopt_and_update_remote() -> ResourceChange:
     return ResourceChange(REMOTE, (A.ADOPT, A.UPDATE), "unmanaged model matches by group, name; fields differ: "
-                          "rate_limiter.limit", server_id="r3m0t3", server_version="1",
+                          "rate_limiter.limit", (R.UNMANAGED_MATCH, R.FIELDS_DIFFER), server_id="r3m0t3",
+                          server_version="1",
                           field_changes=(FieldChange("rate_limiter.limit", "50", "100"),))
 
 
@@ -147,10 +156,11 @@ def connector_cycle() -> tuple[ResourceChange, ...]:
     conn = ResourceChange(
         CONNECTOR, (A.UNDEPLOY, A.UPDATE, A.DEPLOY),
         "fields differ: actions[0].url; 1 deployed model uses it (the server refuses to update a connector "
-        "while a model using it is deployed)", server_id="c0nn3ct0r1",
+        "while a model using it is deployed)", (R.FIELDS_DIFFER, R.CONNECTOR_UPDATE_REDEPLOY), server_id="c0nn3ct0r1",
         field_changes=(FieldChange("actions[0].url", "https://api.example.com/v1/embeddings",
                                    "https://api.example.com/v2/embeddings"),))
     model = ResourceChange(REMOTE, (A.UNDEPLOY, A.DEPLOY), "its connector embeddings-api changes",
+                           (R.CONNECTOR_UPDATE_REDEPLOY,),
                            server_id="r3m0t3", server_version="1", depends_on=(str(CONNECTOR),),
                            deploy=True, deployed=True)
     return conn, model
@@ -158,10 +168,13 @@ def connector_cycle() -> tuple[ResourceChange, ...]:
 
 def drift_changes() -> tuple[ResourceChange, ...]:
     undeployed = ResourceChange(MINILM_101, (A.DEPLOY,), "undeployed outside mlsync (state UNDEPLOYED)",
+                                (R.NOT_DEPLOYED,),
                                 server_id="m0d3l101", server_version="2", drift=True, deploy=True, deployed=False)
-    edited = ResourceChange(GROUP, (A.UPDATE,), "fields differ: description", server_id="Gk3xZ5MBq1", drift=True,
+    edited = ResourceChange(GROUP, (A.UPDATE,), "fields differ: description", (R.FIELDS_DIFFER,), server_id="Gk3xZ5MBq1",
+                            drift=True,
                             field_changes=(FieldChange("description", "edited by hand", "Text embedding models"),))
     deleted = ResourceChange(CONNECTOR, (A.CREATE,), "deleted outside mlsync (id c0nn3ct0r1 is gone)",
+                             (R.DELETED_OUTSIDE,),
                              after={"name": "embeddings-api", "protocol": "http"}, drift=True)
     return deleted, edited, undeployed
 
@@ -193,7 +206,7 @@ def long_values() -> ResourceChange:
     long_body_a = long_body_b.replace('"dimensions": 1536', '"dimensions": 256')
     return ResourceChange(
         CONNECTOR, (A.UPDATE,), "fields differ: actions[0].post_process_function, actions[0].request_body, "
-        "client_config, description, parameters.prompt", server_id="c0nn3ct0r1",
+        "client_config, description, parameters.prompt", (R.FIELDS_DIFFER,), server_id="c0nn3ct0r1",
         field_changes=(
             FieldChange("actions[0].post_process_function", LONG_SCRIPT_BEFORE, LONG_SCRIPT_AFTER),
             FieldChange("actions[0].request_body", long_body_b, long_body_a),
@@ -209,6 +222,7 @@ def long_values() -> ResourceChange:
 def special_names() -> ResourceChange:
     addr = Address("model", "a|b `tick` <b>", group="g:1/prod", version="1.0 *beta*")
     return ResourceChange(addr, (A.REGISTER,), "reason with | pipe, <html> & **stars** and a ``` fence",
+                          (R.NOT_ON_CLUSTER,),
                           after={"name": "a|b `tick` <b>", "description": "```\nnot a fence end\n```"})
 
 
@@ -245,7 +259,7 @@ def big_plan(n: int = 10_000) -> Plan:
         ch = makers[i % len(makers)]()
         a = ch.address
         addr = Address(a.kind, f"{a.name}-{i:05d}", group=a.group, version=a.version)
-        changes.append(ResourceChange(addr, ch.actions, ch.reason, server_id=ch.server_id,
+        changes.append(ResourceChange(addr, ch.actions, ch.reason, ch.reason_codes, server_id=ch.server_id,
                                       server_version=ch.server_version, before=ch.before, after=ch.after,
                                       field_changes=ch.field_changes, drift=(i % 97 == 0), deploy=ch.deploy,
                                       deployed=ch.deployed, artifact=ch.artifact))
