@@ -32,4 +32,8 @@ class DesiredState:
     sources: tuple[str, ...] = ()
 
     def of_kind(self, kind: str) -> list[DesiredResource]:
-        return [r for r in self.resources.values() if r.address.kind == kind]
+        return of_kind(self.resources, kind)
+
+
+def of_kind(resources: dict[Address, DesiredResource], kind: str) -> list[DesiredResource]:
+    return [r for r in resources.values() if r.address.kind == kind]

@@ -16,14 +16,14 @@ from typing import Iterable, Optional
 
 from deepdiff import DeepDiff
 
-from mlsync.core import normalize
+from mlsync.core import kinds, normalize
 from mlsync.core.address import Address
-from mlsync.core.desired import DesiredResource, DesiredState
+from mlsync.core.desired import DesiredResource, DesiredState, of_kind
 from mlsync.core.errors import PlanError
 from mlsync.core.observed import Observed, ObservedObject
 from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
 from mlsync.core.secrets import MASK, fingerprint
-from mlsync.core.state import StackState
+from mlsync.core.state import DELETE_REPLACED, StackState
 
 ACCESS_KEYS = ("access_mode", "backend_roles")
 # Fields the server cannot clear (blank is ignored, merges keep old keys): leaving them out of the
@@ -32,7 +32,6 @@ MODEL_UNSET_IS_UNMANAGED = ("description", "is_enabled", "rate_limiter", "interf
                             "deploy_setting", "model_config")
 GROUP_UNSET_IS_UNMANAGED = ("description",)
 CONNECTOR_UNSET_IS_UNMANAGED = ("description", "client_config")
-_KIND_ORDER = {"connector": 0, "model_group": 1, "model": 2}
 # The server never returns a credential: only its keyed fingerprint tells that it moved, and then
 # mlsync cannot say whether the file or the environment it reads (`${env:...}`) changed.
 CREDENTIAL_REASON = "credential differs from the one last applied (rotated in the file or its environment)"
@@ -64,17 +63,16 @@ class _Ctx:
 
 def plan(desired: DesiredState, observed: Observed, state: StackState, options: PlanOptions = PlanOptions()) -> Plan:
     ctx = _Ctx(desired, observed, state, options)
-    managed_ids = {r.id for r in state.resources.values()}
-    ctx.claimed |= {i for i in managed_ids}
+    # the stack's objects, and the old versions its journal still has to retire (superseded by a replace)
+    ctx.claimed |= {r.id for r in state.resources.values()}
+    ctx.claimed |= {j.object_id for j in state.journal if j.operation == DELETE_REPLACED and j.object_id}
     wanted = {} if options.destroy else desired.resources
 
-    changes: list[ResourceChange] = []
-    connector_changes = {str(r.address): _plan_connector(ctx, r) for r in _of_kind(wanted, "connector")}
-    ctx.connector_names = _connector_names(ctx)   # every connector is matched by now
-    group_changes = {str(r.address): _plan_group(ctx, r) for r in _of_kind(wanted, "model_group")}
-    model_changes = {str(r.address): _plan_model(ctx, r) for r in _of_kind(wanted, "model")}
-    model_changes = _redeploy_for_connector_updates(ctx, connector_changes, model_changes)
-    changes = [*connector_changes.values(), *group_changes.values(), *model_changes.values()]
+    planners = {"connector": _plan_connector, "model_group": _plan_group, "model": _plan_model}
+    by_kind = {k.name: {str(r.address): planners[k.name](ctx, r) for r in of_kind(wanted, k.name)}
+               for k in kinds.APPLY_ORDER}
+    by_kind["model"] = _redeploy_for_connector_updates(ctx, by_kind["connector"], by_kind["model"])
+    changes = [c for k in kinds.APPLY_ORDER for c in by_kind[k.name].values()]
     changes += _plan_deletes(ctx, wanted)
     changes = _check_unmanaged_versions(ctx, changes)
 
@@ -103,10 +101,6 @@ def _absent(note: Optional[str], text: str) -> Why:
     return [(Reason.DELETED_OUTSIDE, note)] if note else [(Reason.NOT_ON_CLUSTER, text)]
 
 
-def _of_kind(resources: dict, kind: str) -> list[DesiredResource]:
-    return [r for r in resources.values() if r.address.kind == kind]
-
-
 def _read_fingerprints(ctx: _Ctx, changes: Iterable[ResourceChange]) -> dict[str, str]:
     """Fingerprints of every object the plan depends on (all matched objects plus each group's
     models), so `apply PLANFILE` can refuse a plan whose world moved."""
@@ -117,20 +111,12 @@ def _read_fingerprints(ctx: _Ctx, changes: Iterable[ResourceChange]) -> dict[str
 
 # --- identity ----------------------------------------------------------------------------------
 
-# The natural key each kind is looked up by (a model version is narrowed further by its content hash).
-_NATURAL_KEYS = {
-    "connector": lambda s: s.get("name"),
-    "model_group": lambda s: s.get("name"),
-    "model": lambda s: (s.get("model_group_id"), s.get("name")),
-}
-
-
 def _natural_candidates(ctx: _Ctx, kind: str, key) -> list[ObservedObject]:
     """Observed objects of `kind` whose natural key is `key`, from an index built on first use."""
     index = ctx.natural_index.get(kind)
     if index is None:
         index = {}
-        natural_key = _NATURAL_KEYS[kind]
+        natural_key = kinds.kind(kind).natural_key
         for o in _observed_pool(ctx, kind).values():
             index.setdefault(natural_key(o.source), []).append(o)
         ctx.natural_index[kind] = index
@@ -516,8 +502,7 @@ def _replace(change: ResourceChange, **kw) -> ResourceChange:
 # --- deletes -----------------------------------------------------------------------------------
 
 def _observed_pool(ctx: _Ctx, kind: str) -> dict[str, ObservedObject]:
-    return {"connector": ctx.observed.connectors, "model_group": ctx.observed.groups,
-            "model": ctx.observed.models}[kind]
+    return kinds.kind(kind).observed(ctx.observed)
 
 
 def _plan_deletes(ctx: _Ctx, wanted: dict) -> list[ResourceChange]:
@@ -549,7 +534,7 @@ def _plan_deletes(ctx: _Ctx, wanted: dict) -> list[ResourceChange]:
                                   server_version=obj.source.get("model_version") or rs.server_version,
                                   before=before, deployed=deployed))
     # Deletes run last, dependents first: model versions, then groups, then connectors.
-    out.sort(key=lambda c: (-_KIND_ORDER[c.address.kind], str(c.address)))
+    out.sort(key=lambda c: (-kinds.kind(c.address.kind).order, str(c.address)))
     deleted_groups = {c.server_id for c in out if c.address.kind == "model_group" and c.server_id}
     if not deleted_groups:
         return out

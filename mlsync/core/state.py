@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, asdict
 from typing import Callable, Optional, Protocol
 
 STATE_FORMAT = 1
+DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to retire
 DEFAULT_LOCK_TTL = 300.0          # seconds an apply's lease lasts unless renewed
 
 

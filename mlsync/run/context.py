@@ -18,7 +18,7 @@ from mlsync.core import normalize
 from mlsync.core.address import Address
 from mlsync.core.errors import ClusterError, MlsyncError, StateConflict
 from mlsync.core.observed import ClusterPort
-from mlsync.core.plan import Action, Plan, ResourceChange
+from mlsync.core.plan import Action, Plan, Reason, ResourceChange
 from mlsync.core.polling import RESEND
 from mlsync.core.secrets import Secret
 from mlsync.core.state import StackState, StateStore
@@ -96,10 +96,11 @@ class Run:
                 rr = self.result.resources[addr] = ResourceResult(addr, tuple(a.value for a in change.actions))
             return rr
 
-    def change_at(self, address: str, reason: str) -> ResourceChange:
+    def change_at(self, address: str, reason: str, code: Reason) -> ResourceChange:
         """The plan's change for `address`, or a no-op standing in for work the plan does not list
         (resuming an interrupted operation, deleting a superseded version)."""
-        return self.changes.get(address) or ResourceChange(Address.parse(address), (Action.NOOP,), reason)
+        return self.changes.get(address) or ResourceChange(Address.parse(address), (Action.NOOP,), reason,
+                                                           reason_codes=(code,))
 
     def fail(self, change: ResourceChange, step: str, err: BaseException, status: str = "failed") -> None:
         rr = self.result_of(change)

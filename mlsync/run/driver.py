@@ -31,9 +31,9 @@ from mlsync.core.kinds import Kind
 from mlsync.core.observed import ClusterPort
 from mlsync.core.plan import Action, Plan, ResourceChange
 from mlsync.core.secrets import Secret
-from mlsync.core.state import DEFAULT_LOCK_TTL, StateStore, iso_time
+from mlsync.core.state import DEFAULT_LOCK_TTL, DELETE_REPLACED, StateStore, iso_time
 from mlsync.run.context import Run, StepFailed, dependencies
-from mlsync.run.journal import DELETE_REPLACED, Journal
+from mlsync.run.journal import Journal
 from mlsync.run.progress import NullReporter, Reporter
 from mlsync.run.recovery import Recovery
 from mlsync.run.results import ApplyAborted, ApplyResult

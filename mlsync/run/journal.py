@@ -18,11 +18,10 @@ from mlsync.core import normalize
 from mlsync.core.errors import ClusterError, MlsyncError, StateConflict
 from mlsync.core.plan import Action, ResourceChange
 from mlsync.core.secrets import fingerprint as keyed_fingerprint
-from mlsync.core.state import JournalEntry, ResourceState
+from mlsync.core.state import DELETE_REPLACED, JournalEntry, ResourceState
 from mlsync.run.context import RETRIES, Run, StateWriteFailed
 from mlsync.core.polling import RESEND
 
-DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to delete
 
 
 class Journal:

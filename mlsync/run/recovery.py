@@ -14,9 +14,10 @@ from typing import Optional
 from mlsync.core import kinds
 from mlsync.core.address import Address
 from mlsync.core.errors import MlsyncError, TaskFailed
-from mlsync.core.state import JournalEntry, ResourceState
+from mlsync.core.plan import Reason
+from mlsync.core.state import DELETE_REPLACED, JournalEntry, ResourceState
 from mlsync.run.context import Run, StepFailed
-from mlsync.run.journal import DELETE_REPLACED, Journal
+from mlsync.run.journal import Journal
 from mlsync.run.tasks import TASK_FAILED_STATES, wait_model_registered
 
 CREATED_SKEW = 30.0              # seconds of clock skew tolerated when matching "created after the intent"
@@ -73,7 +74,7 @@ class Recovery:
     def resolve_all(self) -> None:
         run = self.run
         for entry in [j for j in run.state.journal if j.operation != DELETE_REPLACED]:
-            change = run.change_at(entry.address, "resume an interrupted apply")
+            change = run.change_at(entry.address, "resume an interrupted apply", Reason.RESUME)
             try:
                 run.step(change, "resume", lambda e=entry: self._resolve(e), describe=lambda note: note)
             except StepFailed:

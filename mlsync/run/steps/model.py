@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mlsync.core.errors import MlsyncError, TaskFailed
+from mlsync.core.errors import TaskFailed
 from mlsync.core.normalize import DEPLOYED_STATES, MODEL_FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS
-from mlsync.core.plan import Action, ResourceChange
+from mlsync.core.plan import Action, Reason, ResourceChange
 from mlsync.core.state import JournalEntry
 from mlsync.run.context import Run
 from mlsync.run.steps.simple import delete
@@ -226,7 +226,7 @@ def deploy(run: Run, change: ResourceChange) -> None:
 
 def delete_superseded(run: Run, entry: JournalEntry) -> None:
     """Undeploy (if loaded) and delete an old version a replace superseded; then close its entry."""
-    change = run.change_at(entry.address, "delete a superseded version")
+    change = run.change_at(entry.address, "delete a superseded version", Reason.SUPERSEDED)
     model_id = entry.object_id
     if model_id is None:
         run.journal.drop(entry)
@@ -250,5 +250,3 @@ def delete_superseded(run: Run, entry: JournalEntry) -> None:
     run.step(change, "delete old version", delete_old, lambda _: f"id {model_id}")
     run.journal.drop(entry)
 
-
-__all__ = ["actions", "register", "update", "deploy", "undeploy", "fixup", "delete_superseded", "MlsyncError"]
