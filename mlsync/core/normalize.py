@@ -239,23 +239,6 @@ def may_be_loaded(model_source: dict) -> bool:
     return (model_source.get("model_state") or "").upper() in MAYBE_LOADED_STATES
 
 
-def compare_ignoring_unset(desired: dict, observed: dict, server_defaults: dict | None = None) -> dict:
-    """The observed form restricted to what the file says, plus keys the file unset but the server has.
-
-    A field the file leaves out is not compared when the server reports the value the server
-    would have used anyway (e.g. is_enabled true), so that "not said" never means a diff.
-    """
-    server_defaults = server_defaults or {}
-    out = dict(observed)
-    for key, default in server_defaults.items():
-        if key not in desired and out.get(key) == default:
-            out.pop(key, None)
-    return out
-
-
-MODEL_SERVER_DEFAULTS = {"is_enabled": True}
-
-
 # --- request bodies ----------------------------------------------------------------------------
 
 def request_body(change, *, refs: dict[str, str], credential: Optional[dict[str, Secret]] = None,

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 from mlsync.input.diagnostics import did_you_mean, format_path
 from mlsync.input.model import ACCESS_FIELDS, FUNCTION_NAMES, SPARSE_FUNCTIONS, ModelConfig
 from mlsync.core.errors import Problem
+from mlsync.core.normalize import MODEL_UPDATE_FUNCTIONS   # Update Model refuses the others (403)
 
 URL_SCHEMES = ("http", "https", "ftp", "file")
 REQUIRED_MODEL_CONFIG = ("model_type", "embedding_dimension", "framework_type")
-UPDATABLE_FUNCTIONS = ("TEXT_EMBEDDING", "REMOTE")   # Update Model refuses the others (403)
 _CREDENTIAL_REF = re.compile(r"\$\{credential\.([^}]+)\}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _REGEX_KEYS = ("stop_words", "regex")
@@ -132,7 +132,7 @@ class Checker:
                 self.local_model(path, model, function in SPARSE_FUNCTIONS)
             if function == "REMOTE" or function in SPARSE_FUNCTIONS:
                 self.optional_model_config(path, model)
-            if function not in UPDATABLE_FUNCTIONS:
+            if function not in MODEL_UPDATE_FUNCTIONS:
                 self.kept_is_enabled(path, model, function)
             self.json_texts(path, model)
             self.guardrails(path + ("guardrails",), model.get("guardrails"))

@@ -2,7 +2,7 @@
 
 Each module exposes `render(plan, *, color=False, width=100) -> str`. Renderers only format what
 the plan says; they never decide what changes, and none of them can print a secret.
-`mlsync.render.drift` renders a `DriftReport` (mlsync/drift.py) in the same three formats.
+`mlsync.render.drift` renders a `DriftReport` (mlsync/core/drift.py) in the same three formats.
 
     from mlsync.render import render, use_color
     print(render(plan, "text", color=use_color(sys.stdout)), end="")

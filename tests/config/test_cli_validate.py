@@ -114,7 +114,8 @@ class _Tty(io.StringIO):
 
 def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch, in_tmp) -> None:
     (in_tmp / "ok.yaml").write_text(VALID)
-    monkeypatch.delenv("NO_COLOR", raising=False)
+    for var in ("NO_COLOR", "FORCE_COLOR", "TERM"):     # the rules: mlsync.render.use_color
+        monkeypatch.delenv(var, raising=False)
     out = _Tty()
     assert app.validate(["ok.yaml"], out, _Tty()) == 0
     assert "\033[" in out.getvalue()
