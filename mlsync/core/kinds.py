@@ -24,6 +24,7 @@ class Kind:
     pool: str                          # the `Observed` field that holds its objects by id
     file_key: str                      # its list in the desired-state file
     natural_key: Callable[[dict], Any]  # what an unmanaged object is matched by (from its stored _source)
+    title: str                         # its section heading in a rendered plan
     deployable: bool = False           # has a deploy state (deploy / undeploy actions)
     one_at_a_time_per_group: bool = False   # the server numbers them per group: never two at once in one group
 
@@ -36,10 +37,10 @@ class Kind:
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("connector", 0, "connectors", "connectors", lambda s: s.get("name")),
-    Kind("model_group", 1, "groups", "model_groups", lambda s: s.get("name")),
+    Kind("connector", 0, "connectors", "connectors", lambda s: s.get("name"), "Connectors"),
+    Kind("model_group", 1, "groups", "model_groups", lambda s: s.get("name"), "Model groups"),
     # a model version is narrowed further by its content hash (planner)
-    Kind("model", 2, "models", "models", lambda s: (s.get("model_group_id"), s.get("name")),
+    Kind("model", 2, "models", "models", lambda s: (s.get("model_group_id"), s.get("name")), "Models",
          deployable=True, one_at_a_time_per_group=True),
 )
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}

@@ -10,6 +10,7 @@ import json
 import re
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
+from mlsync.core import kinds
 from mlsync.core.plan import KNOWN_AFTER_APPLY, Action, FieldChange, Plan, ResourceChange
 from mlsync.core.secrets import MASK, Secret
 
@@ -55,7 +56,7 @@ _PAST = {
     Action.NOOP: "left unchanged",
 }
 
-SECTION_TITLES = {"connector": "Connectors", "model_group": "Model groups", "model": "Models"}
+SECTION_TITLES = {k.name: k.title for k in kinds.KINDS}
 
 #: rich style names per action (used by the text renderer when colour is on).
 ACTION_STYLES = {
