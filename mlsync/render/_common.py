@@ -123,7 +123,8 @@ def id_text(change: ResourceChange) -> str:
 
 
 def artifact_text(change: ResourceChange) -> Optional[str]:
-    """`upload models/x.zip (86.7 MiB, sha256 c15f0d2e62d8…)` for a version that uploads a local file."""
+    """What registering this version moves: `upload models/x.zip (86.7 MiB, sha256 c15f0d2e62d8…)` for a
+    local file, `the node downloads https://… (sha256 …)` for a URL version."""
     art = change.artifact
     if not isinstance(art, dict) or not (Action.REGISTER in change.actions or Action.REPLACE in change.actions):
         return None
@@ -132,7 +133,12 @@ def artifact_text(change: ResourceChange) -> Optional[str]:
         bits.append(human_size(art["size"]))
     if art.get("sha256"):
         bits.append(f"sha256 {str(art['sha256'])[:12]}{ELLIPSIS}")
-    return f"upload {art.get('path', '?')}" + (f" ({', '.join(bits)})" if bits else "")
+    detail = f" ({', '.join(bits)})" if bits else ""
+    if art.get("path"):
+        return f"upload {art['path']}{detail}"
+    if art.get("url"):   # the node downloads it itself during the register task
+        return f"the node downloads {art['url']}{detail}"
+    return None
 
 
 def human_size(n: int) -> str:
