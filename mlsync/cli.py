@@ -133,6 +133,10 @@ def _connection_options(fn: Callable, *, with_state_file: bool = False) -> Calla
         click.option("--aws-region", help="Sign requests with AWS SigV4 for this region (needs mlsync[aws])."),
         click.option("--aws-service", type=click.Choice(["es", "aoss"]), default="es", show_default=True,
                      help="AWS service: es (managed domains) or aoss (serverless)."),
+        click.option("--retry-deadline", type=click.FloatRange(min=0), default=60.0, show_default=True,
+                     metavar="SECONDS", envvar="MLSYNC_RETRY_DEADLINE",
+                     help="How long one request may keep being retried on 429/502/503/504 and connection "
+                          "errors (0: never retry; env MLSYNC_RETRY_DEADLINE)."),
     ]
     if with_state_file:
         opts.append(click.option("--state-file", type=click.Path(dir_okay=False),
@@ -143,11 +147,17 @@ def _connection_options(fn: Callable, *, with_state_file: bool = False) -> Calla
 
 
 def _connection(kw: dict):
+    """The ConnectionOptions of the command line; what is unsafe or ignored in them is said once, on stderr."""
     from mlsync.edge.cluster import ConnectionOptions
+    from mlsync.edge.transport import connection_warnings
 
-    return ConnectionOptions(url=kw.pop("url"), username=kw.pop("username"), password=kw.pop("password"),
-                             ca_certs=kw.pop("ca_certs"), insecure=kw.pop("insecure"),
-                             aws_region=kw.pop("aws_region"), aws_service=kw.pop("aws_service"))
+    options = ConnectionOptions(url=kw.pop("url"), username=kw.pop("username"), password=kw.pop("password"),
+                                ca_certs=kw.pop("ca_certs"), insecure=kw.pop("insecure"),
+                                aws_region=kw.pop("aws_region"), aws_service=kw.pop("aws_service"),
+                                retry_deadline=kw.pop("retry_deadline"))
+    for warning in connection_warnings(options):
+        click.echo(f"warning: {warning}", err=True)
+    return options
 
 
 def output_option(what: str) -> Callable:

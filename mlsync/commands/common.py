@@ -4,17 +4,17 @@ and check that a saved plan still describes the cluster. No printing, no click."
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from mlsync.core.desired import DesiredState
 from mlsync.input.flatten import flatten
-from mlsync.core.errors import MlsyncError, StalePlan
+from mlsync.core.errors import LeaseLost, MlsyncError, StalePlan, StateConflict
 from mlsync.core.observed import ClusterPort, Observed
 from mlsync.core.plan import Plan
 from mlsync.core.planner import PlanOptions, plan as make_plan
 from mlsync.core.secrets import Secret
-from mlsync.core.state import StackState
+from mlsync.core.state import DEFAULT_LOCK_TTL, StackState
 
 
 def load_desired(paths: list[str]) -> DesiredState:
@@ -63,10 +63,34 @@ class Planned:
     state: StackState
 
 
-def plan_for(desired: DesiredState, cluster: ClusterPort, store, *, destroy: bool = False) -> Planned:
+def plan_for(desired: DesiredState, cluster: ClusterPort, store, *, destroy: bool = False,
+             locked: Optional[StackState] = None) -> Planned:
+    """Read the state and the cluster, and plan. `locked`: the state as this command's lease took it
+    (`run.driver.take_lease`); it is planned from as it is, not read again. Its serial counts the
+    lease's own write, so the plan's `state_serial` is the one before it: the serial a plan made
+    without the lease (`plan -o`) would have recorded."""
+    if locked is not None:
+        state = locked
+        observed = cluster.observe()
+        the_plan = make_plan(desired, observed, state, PlanOptions(destroy=destroy))
+        the_plan = replace(the_plan, state_serial=state.serial - 1)
+        return Planned(the_plan, desired, observed, state)
     state = store.load(desired.stack) or StackState(desired.stack)
     observed = cluster.observe()
     return Planned(make_plan(desired, observed, state, PlanOptions(destroy=destroy)), desired, observed, state)
+
+
+def renew_lease(store, locked: StackState) -> None:
+    """Renew the lease held in `locked` (after a confirmation prompt, however long it took). When the
+    lease expired and someone else took it meanwhile, or the stack's state was written by anyone else,
+    the renewal fails: raise LeaseLost, so that nothing planned under the old lease is carried out."""
+    try:
+        store.renew(locked, DEFAULT_LOCK_TTL)
+    except StateConflict as err:
+        raise LeaseLost(
+            f"stack {locked.stack!r}: the lock this apply took before planning was lost while it waited for "
+            f"confirmation (the lease expired and another mlsync took it, or it was force-unlocked); nothing "
+            f"was changed; run the command again ({err})") from err
 
 
 def credentials(desired: DesiredState) -> dict[str, dict[str, Secret]]:
@@ -89,23 +113,46 @@ def read_plan(path: str) -> Plan:
         raise MlsyncError(f"{path}: not a readable mlsync plan file ({err})") from None
 
 
-def _signature(plan: Plan) -> list:
-    return [(str(c.address), [a.value for a in c.actions], [f.path for f in c.field_changes], c.server_id)
-            for c in plan.pending]
+def check_saved(saved: Plan, path: str) -> None:
+    """Refuse, before reaching the cluster, a saved plan that cannot be checked: one without a digest
+    (written by an mlsync older than plan format 1.2) or whose digest does not match its own values
+    (the file was edited after `plan -o` wrote it)."""
+    if saved.recorded_digest is None:
+        raise StalePlan(f"the saved plan is stale ({path} carries no digest of its planned values: it was "
+                        f"saved by an older mlsync, plan format 1.0 or 1.1, so what it would apply cannot be "
+                        f"checked); run `mlsync plan -o {path}` again and review the new plan")
+    if saved.recorded_digest != saved.digest():
+        raise StalePlan(f"the saved plan is stale ({path} was changed after it was saved: its digest does not "
+                        f"match its planned values); run `mlsync plan -o {path}` again and review the new plan")
+
+
+def _differing(saved: Plan, now: Plan) -> list[str]:
+    """Addresses whose planned values differ between the saved plan and the plan made now, in plan order."""
+    before, after = saved.change_digests(), now.change_digests()
+    order = [str(c.address) for c in saved.pending] + [str(c.address) for c in now.pending]
+    return list(dict.fromkeys(a for a in order if before.get(a) != after.get(a)))
 
 
 def check_fresh(saved: Plan, now: Planned) -> None:
-    """Refuse a saved plan when anything it read changed, or when planning again would do otherwise."""
+    """Refuse a saved plan when anything it read changed, or when planning again would do otherwise.
+
+    Run under the stack's lease (`now` planned under it): the touched objects' fingerprints
+    (`_seq_no`/`_primary_term`), the state serial before the lease was taken, and the digest of every
+    planned value must all be what the saved plan recorded."""
     current = now.observed.fingerprints()
     moved = sorted(i for i, fp in saved.observed_fingerprints.items() if current.get(i) != fp)
     problems = []
     if moved:
         by_id = {c.server_id: str(c.address) for c in saved.changes if c.server_id}
         problems.append("changed since the plan was made: " + ", ".join(by_id.get(i, i) for i in moved))
-    if saved.state_serial is not None and saved.state_serial != now.state.serial:
-        problems.append(f"the stack's state moved from serial {saved.state_serial} to {now.state.serial} "
+    if saved.state_serial is not None and saved.state_serial != now.plan.state_serial:
+        problems.append(f"the stack's state moved from serial {saved.state_serial} to {now.plan.state_serial} "
                         "(an apply, import or state rm ran since)")
-    if _signature(saved) != _signature(now.plan):
-        problems.append("planning again now gives a different plan")
+    if saved.recorded_digest is None:
+        problems.append("the plan carries no digest of its planned values (saved by an older mlsync)")
+    elif saved.recorded_digest != now.plan.digest():
+        differ = _differing(saved, now.plan)
+        problems.append("planning again now gives different values for " + ", ".join(differ) if differ
+                        else "planning again now gives a different plan")
     if problems:
         raise StalePlan("the saved plan is stale (" + "; ".join(problems) + "); run `mlsync plan` again")

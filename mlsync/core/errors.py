@@ -45,9 +45,11 @@ class ClusterError(MlsyncError):
     """A request to the cluster failed. Names the operation, the resource and the server's reason."""
 
     def __init__(self, operation: str, resource: str, status: Optional[int], reason: str,
-                 error_type: Optional[str] = None):
+                 error_type: Optional[str] = None, *, retry_after: Optional[float] = None, attempts: int = 1):
         self.operation, self.resource, self.status, self.reason, self.error_type = (
             operation, resource, status, reason, error_type)
+        self.retry_after = retry_after      # seconds the server asked to wait (its Retry-After header), if any
+        self.attempts = attempts            # requests made for this call (> 1: the transport retried it)
         code = f"HTTP {status}" if status is not None else "no response"
         super().__init__(f"{operation} {resource}: {code}: {reason}")
 
@@ -55,6 +57,12 @@ class ClusterError(MlsyncError):
     def ambiguous(self) -> bool:
         """Timeouts, resets and 5xx: the request may or may not have taken effect; re-observe before re-sending."""
         return self.status is None or self.status >= 500
+
+    @property
+    def transient(self) -> bool:
+        """Worth asking again later: no response, 5xx, or 429 (the cluster refused the request for now:
+        a full thread-pool queue, a circuit breaker, a proxy's throttling)."""
+        return self.ambiguous or self.status == 429
 
 
 class TaskFailed(MlsyncError):
@@ -80,4 +88,39 @@ class LockHeld(MlsyncError):
 
 
 class StalePlan(MlsyncError):
-    """A saved plan whose objects changed since it was made."""
+    """A saved plan that is no longer exactly what applying it would do: its objects or the stack's
+    state moved since it was made, planning again gives other values, or it carries no digest."""
+
+
+class LeaseLost(MlsyncError):
+    """The stack's lease this command held was taken by someone else (it expired, or `unlock --force`):
+    nothing planned under it may be carried out."""
+
+
+class MalformedResponse(ClusterError):
+    """The cluster answered, but without a field mlsync needs (or with the wrong type): a proxy, an
+    incompatible version, a truncated body. Names the operation, the resource and the field.
+
+    Ambiguous: the request may well have taken effect (a create whose answer lacks the new id), so
+    the executor looks for what it did before sending anything again, as after a lost response."""
+
+    def __init__(self, operation: str, resource: str, field: str, problem: str = "is missing"):
+        super().__init__(operation, resource, None, f"malformed response: field {field!r} {problem}",
+                         "malformed_response")
+        self.field, self.problem = field, problem
+        where = f"{operation} {resource}".strip()
+        self.args = (f"{where}: the cluster's response is malformed: field {field!r} {problem}",)
+
+    @property
+    def ambiguous(self) -> bool:
+        return True
+
+
+class MalformedDocument(MlsyncError):
+    """A stored document mlsync reads (the stack's state) lacks a required field or has one of the
+    wrong type. Names the document and the field."""
+
+    def __init__(self, document: str, field: str, problem: str):
+        self.document, self.field, self.problem = document, field, problem
+        super().__init__(f"{document}: field {field!r} {problem} (the document is damaged, or was not "
+                         f"written by mlsync)")

@@ -6,13 +6,17 @@ render as `(sensitive)`; `apply PLANFILE` re-reads the desired-state files for t
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field, asdict
 from enum import Enum
 from typing import Any, Optional
 
 from mlsync.core.address import Address
+from mlsync.core.secrets import MASK, Secret
 
-FORMAT_VERSION = "1.1"   # 1.1: reason_codes (docs/plan-format.md)
+FORMAT_VERSION = "1.2"   # 1.1: reason_codes; 1.2: digest (docs/plan-format.md)
+DIGEST_PREFIX = "sha256:"
 KNOWN_AFTER_APPLY = "(known after apply)"
 
 
@@ -151,6 +155,54 @@ class ResourceChange:
             credential_fingerprint=d.get("credential_fingerprint"),
         )
 
+    def planned_values(self, *, credentials: bool = True) -> dict:
+        """Everything this change would do, as plain data: what `Plan.digest` covers. Not the
+        reason (words for people) nor `drift` (how it is explained), which do not change what is
+        sent. `credentials=False` puts a marker where a credential's keyed fingerprint would be."""
+        def cred(value: Any) -> Any:
+            return value if credentials or value is None else MASK
+        return {
+            "address": str(self.address),
+            "actions": [a.value for a in self.actions],
+            "server_id": self.server_id,
+            "server_version": self.server_version,
+            "before": self.before,
+            "after": self.after,
+            "field_changes": [{"path": f.path, "before": cred(f.before) if f.sensitive else f.before,
+                               "after": cred(f.after) if f.sensitive else f.after,
+                               "sensitive": f.sensitive, "forces_replace": f.forces_replace}
+                              for f in self.field_changes],
+            "depends_on": list(self.depends_on),
+            "deploy": self.deploy,
+            "deployed": self.deployed,
+            "artifact": self.artifact,
+            "credential_fingerprint": cred(self.credential_fingerprint),
+        }
+
+
+def _plain(value: Any) -> Any:
+    """`value` as plain JSON data; a Secret (which a plan never holds) counts as its mask, keys included."""
+    if isinstance(value, Secret):
+        return MASK
+    if isinstance(value, dict):
+        return {(MASK if isinstance(k, Secret) else k if isinstance(k, str) else str(k)): _plain(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((_plain(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    return value
+
+
+def _canonical(value: Any) -> bytes:
+    """One byte string per JSON value: sorted keys, no spaces, UTF-8."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str).encode("utf-8")
+
+
+def _sha256(value: Any) -> str:
+    return DIGEST_PREFIX + hashlib.sha256(_canonical(value)).hexdigest()
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -162,6 +214,9 @@ class Plan:
     warnings: tuple[str, ...] = ()
     destroy: bool = False                          # made by `mlsync destroy` / `plan --destroy`
     state_serial: Optional[int] = None             # the stack state's serial the plan was made from
+    # The `digest` a plan file says it has (None: made by mlsync before plan format 1.2, or not read
+    # from a file). `digest()` is what the plan's own values give; both are equal in a file mlsync wrote.
+    recorded_digest: Optional[str] = field(default=None, compare=False)
 
     @property
     def pending(self) -> tuple[ResourceChange, ...]:
@@ -178,6 +233,27 @@ class Plan:
                 counts[a.value] += 1
         return counts
 
+    @property
+    def digest_covers_credentials(self) -> bool:
+        """Credential fingerprints are keyed with the key in the stack's state. A plan made before the
+        stack had a state (serial 0) used a key that was never stored, so its fingerprints cannot be
+        compared with any later plan's: its digest leaves them out (a marker stands where one is)."""
+        return bool(self.state_serial)
+
+    def change_digests(self) -> dict[str, str]:
+        """address -> digest of the values of each pending change (no-ops are not part of it)."""
+        creds = self.digest_covers_credentials
+        return {str(c.address): _sha256(c.planned_values(credentials=creds)) for c in self.pending}
+
+    def digest(self) -> str:
+        """`sha256:<64 hex>` over a canonical JSON of every planned value: per pending change, in apply
+        order, its address, actions, server id and version, before/after forms, field changes, deploy
+        flags, artifact (hash, size) and credential fingerprint; and the plan's stack and destroy flag.
+        Pure: two plans with equal values have equal digests, whatever process made them."""
+        return _sha256({"stack": self.stack, "destroy": self.destroy,
+                        "credentials": self.digest_covers_credentials,
+                        "changes": list(self.change_digests().items())})
+
     def to_json(self) -> dict:
         return {
             "format_version": FORMAT_VERSION,
@@ -191,6 +267,7 @@ class Plan:
             "destroy": self.destroy,
             "state_serial": self.state_serial,
             "observed_fingerprints": dict(self.observed_fingerprints),
+            "digest": self.digest(),
         }
 
     @classmethod
@@ -206,4 +283,5 @@ class Plan:
             warnings=tuple(d.get("warnings", ())),
             destroy=bool(d.get("destroy", False)),
             state_serial=d.get("state_serial"),
+            recorded_digest=d.get("digest"),     # none in a 1.0 or 1.1 plan
         )

@@ -11,6 +11,8 @@ import secrets as _secrets
 from dataclasses import dataclass, field, asdict
 from typing import Callable, Optional, Protocol
 
+from mlsync.core.errors import MalformedDocument
+
 STATE_FORMAT = 1
 DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to retire
 DEFAULT_LOCK_TTL = 300.0          # seconds an apply's lease lasts unless renewed
@@ -53,8 +55,14 @@ class Lock:
     started: float
     expires: float
     lock_id: str
-    pid: Optional[int] = None        # with boot_id: lets a re-run on the same machine see the holder died
+    # What identifies the holder's process beyond doubt, so that a re-run can see it died (and only
+    # then take over an unexpired lease): the machine's boot, the pid namespace (containers on one
+    # host share hostname and boot id, not pids) and the process's start time (a reused pid has
+    # another). None in leases written before they existed, or where /proc is not readable.
+    pid: Optional[int] = None
     boot_id: Optional[str] = None
+    pid_ns: Optional[str] = None     # e.g. "pid:[4026531836]" (readlink /proc/self/ns/pid)
+    start_time: Optional[int] = None  # clock ticks after boot (/proc/<pid>/stat field 22)
 
 
 @dataclass
@@ -65,6 +73,8 @@ class StackState:
     journal: list[JournalEntry] = field(default_factory=list)
     fingerprint_key: str = field(default_factory=lambda: _secrets.token_hex(32))
     lock: Optional[Lock] = None
+    # fields of the stored document this mlsync did not know and ignored (paths), for a warning
+    ignored: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def by_id(self) -> dict[str, ResourceState]:
         return {r.id: r for r in self.resources.values()}
@@ -81,18 +91,108 @@ class StackState:
         }
 
     @classmethod
-    def from_json(cls, d: dict) -> "StackState":
-        return cls(
-            stack=d["stack"],
-            serial=d.get("serial", 0),
-            resources={a: ResourceState(**r) for a, r in d.get("resources", {}).items()},
-            journal=[JournalEntry(**j) for j in d.get("journal", [])],
-            fingerprint_key=d["fingerprint_key"],
-            lock=Lock(**{k: v for k, v in d["lock"].items() if k in _LOCK_FIELDS}) if d.get("lock") else None,
-        )
+    def from_json(cls, d: dict, document: Optional[str] = None) -> "StackState":
+        """The state as stored. Fields this mlsync does not know are ignored (and listed in `ignored`):
+        a newer mlsync adds fields within a format only when older ones may drop them; anything else
+        bumps STATE_FORMAT, which is refused before this. A missing required field or a value of the
+        wrong type raises `MalformedDocument` naming the document (`document`, else the stack) and the
+        field's path."""
+        where = document or (f"state of stack {d.get('stack')!r}" if isinstance(d, dict)
+                             and isinstance(d.get("stack"), str) else "state document")
+        ignored: list[str] = []
+        doc = _Fields(d, where, "", ignored)
+        resources = {}
+        for address, r in doc.mapping("resources").items():
+            rf = doc.child(r, f"resources.{address}")
+            resources[address] = ResourceState(
+                address=rf.get("address", str, default=address), kind=rf.get("kind", str), id=rf.get("id", str),
+                server_version=rf.get("server_version", (str, int), None),
+                applied_fingerprint=rf.get("applied_fingerprint", str, None),
+                credential_fingerprint=rf.get("credential_fingerprint", str, None),
+                applied_form=rf.get("applied_form", dict, None), applied_deploy=rf.get("applied_deploy", bool, None))
+            if isinstance(resources[address].server_version, int):
+                resources[address].server_version = str(resources[address].server_version)
+            rf.done(_RESOURCE_FIELDS)
+        journal = []
+        for i, j in enumerate(doc.sequence("journal")):
+            jf = doc.child(j, f"journal[{i}]")
+            journal.append(JournalEntry(
+                op_id=jf.get("op_id", str), address=jf.get("address", str), operation=jf.get("operation", str),
+                started=jf.get("started", (int, float)), status=jf.get("status", str, "intent"),
+                task_id=jf.get("task_id", str, None), object_id=jf.get("object_id", str, None),
+                details=jf.get("details", dict, {})))
+            jf.done(_JOURNAL_FIELDS)
+        lock = None
+        raw_lock = doc.get("lock", dict, None)
+        if raw_lock is not None:
+            lf = doc.child(raw_lock, "lock")
+            lock = Lock(holder=lf.get("holder", str), host=lf.get("host", str),
+                        started=lf.get("started", (int, float)), expires=lf.get("expires", (int, float)),
+                        lock_id=lf.get("lock_id", str), pid=lf.get("pid", int, None),
+                        boot_id=lf.get("boot_id", str, None), pid_ns=lf.get("pid_ns", str, None),
+                        start_time=lf.get("start_time", int, None))
+            lf.done(_LOCK_FIELDS)
+        state = cls(stack=doc.get("stack", str), serial=doc.get("serial", int, 0), resources=resources,
+                    journal=journal, fingerprint_key=doc.get("fingerprint_key", str), lock=lock)
+        doc.done(_TOP_FIELDS)
+        state.ignored = ignored
+        return state
+
+
+_REQUIRED = object()
+
+
+class _Fields:
+    """Typed access to one JSON object of the state document, for clear errors."""
+
+    def __init__(self, obj: object, document: str, path: str, ignored: list[str]) -> None:
+        if not isinstance(obj, dict):
+            raise MalformedDocument(document, path or "(document)",
+                                    f"is {_type_name(obj)}, not an object")
+        self.obj, self.document, self.path, self.ignored = obj, document, path, ignored
+
+    def _at(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def child(self, obj: object, path: str) -> "_Fields":
+        return _Fields(obj, self.document, path, self.ignored)
+
+    def get(self, key: str, types: object, default: object = _REQUIRED):   # noqa: ANN201
+        value = self.obj.get(key)
+        if value is None:
+            if default is _REQUIRED:
+                raise MalformedDocument(self.document, self._at(key), "is missing")
+            return default
+        allowed = types if isinstance(types, tuple) else (types,)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in allowed)
+            raise MalformedDocument(self.document, self._at(key), f"is {_type_name(value)}, not {names}")
+        return value
+
+    def mapping(self, key: str) -> dict:
+        return self.get(key, dict, {})
+
+    def sequence(self, key: str) -> list:
+        return self.get(key, list, [])
+
+    def done(self, known: frozenset) -> None:
+        self.ignored.extend(self._at(k) for k in self.obj if k not in known)
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false", dict: "an object",
+               list: "a list"}
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 _LOCK_FIELDS = frozenset(Lock.__dataclass_fields__)
+_RESOURCE_FIELDS = frozenset(ResourceState.__dataclass_fields__)
+_JOURNAL_FIELDS = frozenset(JournalEntry.__dataclass_fields__)
+_TOP_FIELDS = frozenset({"format", "stack", "serial", "fingerprint_key", "resources", "journal", "lock"})
 
 
 def iso_time(epoch: float) -> str:

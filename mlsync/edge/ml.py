@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional
 from mlsync.core.errors import ClusterError
 from mlsync.core.observed import RegisterResult
 from mlsync.core.polling import GROUP_DELETE, SETTLE, Timeout, poll_until
+from mlsync.edge.reads import field, mapping
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class MLCalls(UsesTransport):
 
     def create_connector(self, body: dict) -> str:
         resp = self._call("create connector", _named(body), lambda: self._ml_once.create_connector(body=body), body)
-        return resp["connector_id"]
+        return field(resp, "connector_id", "create connector", _named(body))
 
     def update_connector(self, connector_id: str, body: dict) -> None:
         self._call("update connector", connector_id,
@@ -60,7 +61,7 @@ class MLCalls(UsesTransport):
     def create_group(self, body: dict) -> str:
         resp = self._call("create model group", _named(body), lambda: self._ml_once.register_model_group(body=body),
                           body)
-        return resp["model_group_id"]
+        return field(resp, "model_group_id", "create model group", _named(body))
 
     def update_group(self, group_id: str, body: dict) -> None:
         self._call("update model group", group_id,
@@ -95,13 +96,17 @@ class MLCalls(UsesTransport):
 
     def register_model(self, body: dict) -> RegisterResult:
         """URL models: a task id (the model id comes with the COMPLETED task); remote: both at once."""
-        resp = self._call("register model", _named(body), lambda: self._ml_once.register_model(body=body), body)
-        return RegisterResult(task_id=resp.get("task_id"), model_id=resp.get("model_id"))
+        resp = mapping(self._call("register model", _named(body), lambda: self._ml_once.register_model(body=body),
+                                  body), "register model", _named(body))
+        if resp.get("model_id") is not None:      # remote: the model exists already
+            return RegisterResult(task_id=resp.get("task_id") or None,
+                                  model_id=field(resp, "model_id", "register model", _named(body)))
+        return RegisterResult(task_id=field(resp, "task_id", "register model", _named(body)), model_id=None)
 
     def register_model_meta(self, body: dict) -> str:
         resp = self._call("register model meta", _named(body),
                           lambda: self._ml_once.register_model_meta(body=body), body)
-        return resp["model_id"]
+        return field(resp, "model_id", "register model meta", _named(body))
 
     def upload_chunk(self, model_id: str, chunk_number: int, data: bytes) -> None:
         """The raw bytes of chunk `chunk_number` (0-based), sent with Content-Type application/json."""
@@ -119,11 +124,12 @@ class MLCalls(UsesTransport):
         """Local models: the deploy task id to poll. Remote models deploy synchronously: the server
         answers status COMPLETED (its task doc is COMPLETED too); this waits until the model doc
         says so as well and returns None."""
-        resp = self._call("deploy model", model_id, lambda: self._ml.deploy_model(model_id=model_id)) or {}
+        resp = mapping(self._call("deploy model", model_id, lambda: self._ml.deploy_model(model_id=model_id)),
+                       "deploy model", model_id)
         if str(resp.get("status", "")).upper() == "COMPLETED":
             self._settle_deploy(model_id)
             return None
-        return resp.get("task_id")
+        return field(resp, "task_id", "deploy model", model_id)
 
     def _settle_deploy(self, model_id: str) -> None:
         """The server answers a remote deploy with COMPLETED a few ms before the model doc leaves

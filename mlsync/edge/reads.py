@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
-from mlsync.core.errors import ClusterError
+from mlsync.core.errors import ClusterError, MalformedResponse
 from mlsync.core.observed import Observed, ObservedObject
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
@@ -24,6 +24,54 @@ MAX_PAGE_SIZE = 10_000            # index.max_result_window default: from + size
 
 _MODEL_SOURCE = {"excludes": ["model_content", "content"]}   # own _source drops the server's default exclusion
 _NOT_A_CHUNK = {"exists": {"field": "chunk_number"}}
+
+
+def field(resp: Any, key: str, operation: str, resource: str = "", types: Any = str) -> Any:
+    """`resp[key]`, which the server always sends: a missing key (or null, or an empty string), a value
+    of another type, or a response that is not a JSON object raises `MalformedResponse` naming the
+    operation, the resource and the field, instead of a KeyError/TypeError."""
+    if not isinstance(resp, dict):
+        raise MalformedResponse(operation, resource, key, f"cannot be read: the response is {_kind(resp)}, "
+                                                          f"not a JSON object")
+    value = resp.get(key)
+    if value is None or value == "":
+        raise MalformedResponse(operation, resource, key, "is missing")
+    allowed = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+        names = " or ".join(_KINDS.get(t, t.__name__) for t in allowed)
+        raise MalformedResponse(operation, resource, key, f"is {_kind(value)}, not {names}")
+    return value
+
+
+def mapping(resp: Any, operation: str, resource: str = "") -> dict:
+    """A response that must be a JSON object (None, as opensearch-py gives for an empty body, is {})."""
+    if resp is None:
+        return {}
+    if not isinstance(resp, dict):
+        raise MalformedResponse(operation, resource, "(body)", f"is {_kind(resp)}, not a JSON object")
+    return resp
+
+
+def _hits(resp: Any, operation: str, resource: str) -> list[dict]:
+    """`hits.hits` of a search response, every hit an object with an `_id`."""
+    hits = (mapping(resp, operation, resource).get("hits") or {})
+    hits = mapping(hits, operation, resource).get("hits") or []
+    if not isinstance(hits, list):
+        raise MalformedResponse(operation, resource, "hits.hits", f"is {_kind(hits)}, not a list")
+    for hit in hits:
+        field(hit, "_id", operation, resource)
+        if not isinstance(hit.get("_source") or {}, dict):
+            raise MalformedResponse(operation, resource, "_source", f"of {hit['_id']} is {_kind(hit['_source'])}, "
+                                                                    f"not a JSON object")
+    return hits
+
+
+_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true/false", dict: "a JSON object",
+          list: "a list"}
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 class Reads(UsesTransport):
@@ -91,8 +139,8 @@ class Reads(UsesTransport):
     # ------------------------------------------------------------------ probes
 
     def _cluster_version(self) -> Optional[str]:
-        info = self._call("read", "cluster info", lambda: self._client.info())
-        version = (info or {}).get("version") or {}
+        info = mapping(self._call("read", "cluster info", lambda: self._client.info()), "read", "cluster info")
+        version = mapping(info.get("version"), "read", "cluster info")
         number = version.get("number")
         dist = version.get("distribution")
         if number and dist and dist != "opensearch":
@@ -114,7 +162,7 @@ class Reads(UsesTransport):
         for key in keys:
             value: Any = None
             for section in ("transient", "persistent", "defaults"):
-                node = (resp or {}).get(section) or {}
+                node = mapping(resp, "read", "cluster settings").get(section) or {}
                 found = ((node.get("plugins") or {}).get("ml_commons") or {}).get(key)
                 if found is None:
                     found = node.get(f"plugins.ml_commons.{key}")   # flat form, should a proxy flatten it
@@ -173,7 +221,7 @@ class Reads(UsesTransport):
                     self._tiebreak = "_seq_no"
                     continue
                 raise
-            hits = ((resp or {}).get("hits") or {}).get("hits") or []
+            hits = _hits(resp, operation, "(all)")
             hits_out.extend(hits)
             if len(hits) < size or "sort" not in hits[-1]:
                 return hits_out
@@ -189,14 +237,18 @@ class Reads(UsesTransport):
 
     def get_model(self, model_id: str) -> Optional[dict]:
         try:
-            return self._call("get model", model_id, lambda: self._ml.get_model(model_id=model_id))
+            resp = self._call("get model", model_id, lambda: self._ml.get_model(model_id=model_id))
         except ClusterError as err:
             if err.status == 404:
                 return None
             raise
+        return mapping(resp, "get model", model_id)
 
     def find_models(self, name: str, group_id: Optional[str]) -> dict[str, dict]:
-        """Model meta docs called exactly `name` (within `group_id` if given), by id — for crash recovery."""
+        """Model meta docs called exactly `name` (within `group_id` if given), by id — for crash recovery.
+        Reads its own writes: the ML indices are refreshed first, so a model registered a moment ago
+        (whose response was lost) is found rather than registered twice."""
+        self._refresh_ml_indices()
         filters: list[dict] = []
         if len(name) <= 256:   # name.keyword has ignore_above 256: longer names are not in the keyword field
             filters.append({"term": {"name.keyword": name}})
@@ -223,6 +275,6 @@ class Reads(UsesTransport):
                 if is_index_missing(err):
                     continue
                 raise
-            for hit in ((resp or {}).get("hits") or {}).get("hits") or []:
+            for hit in _hits(resp, "search tasks", f"{len(batch)} task(s)"):
                 out[hit["_id"]] = hit.get("_source") or {}
         return out

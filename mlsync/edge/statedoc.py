@@ -8,6 +8,7 @@ from typing import Optional
 
 from mlsync.core.errors import ClusterError, StateConflict
 from mlsync.core.observed import StateDocument
+from mlsync.edge.reads import field, mapping
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
 STATE_INDEX = "mlsync-state"
@@ -28,35 +29,61 @@ class StateDoc(UsesTransport):
             if err.status == 404:   # no document, or no index yet
                 return None
             raise
+        resource = f"stack {stack!r}"
+        resp = mapping(resp, "read state", resource)
         if not resp.get("found", True):
             return None
-        return StateDocument(body=resp.get("_source") or {}, seq_no=resp["_seq_no"], primary_term=resp["_primary_term"])
+        return StateDocument(body=field(resp, "_source", "read state", resource, dict),
+                             seq_no=field(resp, "_seq_no", "read state", resource, int),
+                             primary_term=field(resp, "_primary_term", "read state", resource, int))
 
     def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int]) -> StateDocument:
         """Writes the stack's state document. `seq_no` None: it must not exist yet (op_type=create);
         otherwise it must still be at (seq_no, primary_term). Anything else raises StateConflict.
 
         No `refresh`: the document is only ever read back by GET, which is real-time, and the write is
-        durable (translog) when acknowledged; a forced refresh per save cost ~10 ms on every resource."""
+        durable (translog) when acknowledged; a forced refresh per save cost ~10 ms on every resource.
+
+        The write is conditional, so the transport may re-send it on a transient failure (429, 502-504,
+        a reset): at most one copy can land. When an earlier attempt's answer was lost (a reset, a 5xx
+        from a proxy) and a re-send then meets a 409, that 409 may be our own write: the document is
+        read back, and if it is exactly what we wrote, the write succeeded."""
         resource = f"stack {stack!r}"
         if seq_no is None:
             self._ensure_state_index()
-            write = lambda: self._client_once.index(  # noqa: E731
+            write = lambda: self._client.index(  # noqa: E731
                 index=self.state_index, id=stack, body=body, op_type="create")
         else:
             if primary_term is None:
                 raise ValueError("write_state: primary_term is required with seq_no")
-            write = lambda: self._client_once.index(  # noqa: E731
+            write = lambda: self._client.index(  # noqa: E731
                 index=self.state_index, id=stack, body=body, if_seq_no=seq_no, if_primary_term=primary_term)
+        failures: list[ClusterError] = []
         try:
-            resp = self._call("write state", resource, write, body)
+            resp = self._transport.call("write state", resource, write, body, failures=failures)
         except ClusterError as err:
+            if err.status == 409 and any(f.ambiguous for f in failures[:-1]):
+                landed = self._own_write_landed(stack, body)
+                if landed is not None:
+                    return landed
             if err.status == 409 or (seq_no is not None and is_index_missing(err)):
                 raise StateConflict(
                     f"the state of stack {stack!r} was changed by someone else since it was read "
                     f"({err.reason}); re-run to start from the current state") from None
             raise
-        return StateDocument(body=body, seq_no=resp["_seq_no"], primary_term=resp["_primary_term"])
+        # A write that landed but whose answer lacks these is ambiguous (MalformedResponse): the store
+        # reads the document back to tell, instead of keeping a stale seq_no that the next save would
+        # fail on as if another mlsync had taken over.
+        return StateDocument(body=body, seq_no=field(resp, "_seq_no", "write state", resource, int),
+                             primary_term=field(resp, "_primary_term", "write state", resource, int))
+
+    def _own_write_landed(self, stack: str, body: dict) -> Optional[StateDocument]:
+        """The stored document, if it is exactly `body` (an earlier attempt of this write landed)."""
+        try:
+            stored = self.read_state(stack)
+        except ClusterError:
+            return None
+        return stored if stored is not None and stored.body == body else None
 
     def _ensure_state_index(self) -> None:
         if self._state_index_ready:
@@ -67,8 +94,8 @@ class StateDoc(UsesTransport):
             "mappings": {"dynamic": False, "properties": {"stack": {"type": "keyword"}}},
         }
         try:
-            self._call("create state index", self.state_index,
-                       lambda: self._client_once.indices.create(index=self.state_index, body=body))
+            self._call("create state index", self.state_index,   # retried: "already exists" is fine below
+                       lambda: self._client.indices.create(index=self.state_index, body=body))
         except ClusterError as err:
             if not (err.status == 400 and err.error_type == "resource_already_exists_exception"):
                 raise

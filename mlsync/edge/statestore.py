@@ -71,22 +71,67 @@ def boot_id() -> Optional[str]:
         return None
 
 
-def holder_is_dead(lock: Lock) -> bool:
-    """True only when the lease was taken on this very machine and boot, and its process is gone (or a
-    zombie). Anything uncertain (another host, no pid, no boot id) counts as alive."""
-    if lock.pid is None or lock.boot_id is None or lock.boot_id != boot_id() or lock.host != socket.gethostname():
-        return False
+def pid_namespace() -> Optional[str]:
+    """This process's pid namespace, e.g. "pid:[4026531836]" (Linux); None when it cannot be read."""
     try:
-        os.kill(lock.pid, 0)
+        return os.readlink("/proc/self/ns/pid") or None
+    except OSError:
+        return None
+
+
+def proc_stat(pid: int) -> Optional[tuple[str, int]]:
+    """(state letter, start time in clock ticks after boot) of process `pid` in this pid namespace, from
+    /proc/<pid>/stat (fields 3 and 22); None when there is no such process or it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()   # the command name (field 2) may hold anything
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def pid_exists(pid: int) -> Optional[bool]:
+    """Whether `pid` names a process in this pid namespace; None when that cannot be told."""
+    try:
+        os.kill(pid, 0)
     except ProcessLookupError:
-        return True
+        return False
     except PermissionError:
+        return True          # it exists, owned by someone else
+    except (OSError, ValueError, OverflowError):
+        return None
+    return True
+
+
+def process_identity() -> dict:
+    """What a lease records about the process holding it (see `holder_is_dead`)."""
+    pid = os.getpid()
+    stat = proc_stat(pid)
+    return {"pid": pid, "boot_id": boot_id(), "pid_ns": pid_namespace(), "start_time": stat[1] if stat else None}
+
+
+def holder_is_dead(lock: Lock) -> bool:
+    """True only when it is certain that the lease's process is gone: it was taken on this very host,
+    boot and pid namespace (containers on one host may share hostname and boot id, never a pid
+    namespace unless they share pids), and that pid now names no process, a zombie, or a process with
+    another start time (the pid was reused). Anything uncertain (another host or container, a lease
+    without these fields, /proc unreadable) counts as alive."""
+    if lock.pid is None or lock.boot_id is None or lock.pid_ns is None:
         return False
-    try:
-        with open(f"/proc/{lock.pid}/stat", encoding="ascii", errors="replace") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
+    if lock.host != socket.gethostname() or lock.boot_id != boot_id() or lock.pid_ns != pid_namespace():
         return False
+    exists = pid_exists(lock.pid)
+    if exists is False:
+        return True
+    if exists is None:
+        return False
+    stat = proc_stat(lock.pid)
+    if stat is None:                     # exited between the two looks, or /proc is not ours to read
+        return pid_exists(lock.pid) is False
+    state, started = stat
+    if state == "Z":
+        return True
+    return lock.start_time is not None and started != lock.start_time
 
 
 def _check_format(body: dict, where: str) -> None:
@@ -124,8 +169,7 @@ class _LeaseMixin:
             if previous is not None and previous.expires > now and not holder_is_dead(previous):
                 raise _lock_held(stack, previous)
             state.lock = Lock(holder=holder, host=host or socket.gethostname(), started=now,
-                              expires=now + ttl_seconds, lock_id=uuid.uuid4().hex, pid=os.getpid(),
-                              boot_id=boot_id())
+                              expires=now + ttl_seconds, lock_id=uuid.uuid4().hex, **process_identity())
             try:
                 self.save(state)
             except StateConflict:

@@ -216,7 +216,8 @@ class Run:
             try:
                 return call()
             except ClusterError as err:
-                if not err.ambiguous or attempt >= RETRIES or self.abort.is_set():
+                # err.attempts > 1: the transport already re-sent it until its own deadline
+                if not err.ambiguous or err.attempts > 1 or attempt >= RETRIES or self.abort.is_set():
                     raise
                 attempt += 1
                 self.sleep(RESEND.delay(attempt))

@@ -1,6 +1,7 @@
 """Carry out a Plan against a cluster (SPEC §4): the phases of one apply, in order.
 
-  0. take the stack's lease; resolve what an interrupted apply left in the journal (run/recovery.py)
+  0. take the stack's lease (or run under the one the caller took and planned under: `locked`);
+     resolve what an interrupted apply left in the journal (run/recovery.py)
   1. undeploys: models leaving deploy, deleted versions, and models whose connector is updated (the
      server refuses a connector update while a model using it is deployed)
   2. create / update / adopt / register, kind by kind in `kinds.APPLY_ORDER` (connectors, groups,
@@ -31,7 +32,7 @@ from mlsync.core.kinds import Kind
 from mlsync.core.observed import ClusterPort
 from mlsync.core.plan import Action, Plan, ResourceChange
 from mlsync.core.secrets import Secret
-from mlsync.core.state import DEFAULT_LOCK_TTL, DELETE_REPLACED, StateStore, iso_time
+from mlsync.core.state import DEFAULT_LOCK_TTL, DELETE_REPLACED, StackState, StateStore, iso_time
 from mlsync.run.context import Run, StepFailed, dependencies
 from mlsync.run.journal import Journal
 from mlsync.run.progress import NullReporter, Reporter
@@ -45,23 +46,34 @@ def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
           parallelism: int = 4, timeout: float = 600.0, reporter: Optional[Reporter] = None,
           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
           holder: Optional[str] = None, lock_ttl: float = DEFAULT_LOCK_TTL,
-          request_body: Optional[Callable[..., dict]] = None) -> ApplyResult:
+          request_body: Optional[Callable[..., dict]] = None, locked: Optional[StackState] = None) -> ApplyResult:
     """Carry out `plan` on `cluster`, keeping the stack's state in `store` (see the module docstring).
 
     credentials: address string -> credential mapping (connectors, and models with an inline connector).
     timeout:     seconds per operation (one task, one wait for a model state).
+    locked:      the state returned by `take_lease` when the caller already holds the stack's lease
+                 (it planned under it): the apply runs under that lease instead of taking one, and
+                 releases it at the end like its own (also when it raises before starting).
     Raises LockHeld when another apply holds the stack's lease, ApplyAborted when the lease is lost
     mid-way. Per-resource failures do not raise: they are in the returned ApplyResult.
     """
-    if parallelism < 1:
-        raise ValueError("parallelism must be at least 1")
-    run = Run(plan, cluster, store, credentials or {}, parallelism=parallelism, timeout=timeout,
-              reporter=reporter or NullReporter(), clock=clock, sleep=sleep, holder=holder or _default_holder(),
-              lock_ttl=lock_ttl, request_body=request_body)
-    run.journal = Journal(run)
-    run.recovery = Recovery(run, run.journal)
+    try:
+        if parallelism < 1:
+            raise ValueError("parallelism must be at least 1")
+        if locked is not None and (locked.lock is None or locked.stack != plan.stack):
+            raise ValueError(f"apply of stack {plan.stack!r} was handed a state that does not hold its lease")
+        run = Run(plan, cluster, store, credentials or {}, parallelism=parallelism, timeout=timeout,
+                  reporter=reporter or NullReporter(), clock=clock, sleep=sleep,
+                  holder=holder or (locked.lock.holder if locked is not None and locked.lock else default_holder()),
+                  lock_ttl=lock_ttl, request_body=request_body)
+        run.journal = Journal(run)
+        run.recovery = Recovery(run, run.journal)
+    except BaseException:
+        if locked is not None and locked.lock is not None:
+            release_lease(store, locked)
+        raise
     started = clock()
-    with _holding_lease(run, started):
+    with _holding_lease(run, started, locked):
         run.recovery.resolve_all()
         _known_ids(run)
         _undeploys(run)
@@ -158,16 +170,36 @@ def _delete_unless_needed(run: Run, change: ResourceChange) -> None:
 
 # ---------------------------------------------------------------------- around the phases
 
-@contextlib.contextmanager
-def _holding_lease(run: Run, started: float) -> Iterator[None]:
-    """Take the stack's lease (taking over a dead or expired one), keep the task poller running, and
-    release both however the apply ends; errors that stop the apply become ApplyAborted."""
+def take_lease(store: StateStore, stack: str, *, holder: Optional[str] = None, lock_ttl: float = DEFAULT_LOCK_TTL,
+               clock: Callable[[], float] = time.time) -> tuple[StackState, list[str]]:
+    """Take the stack's lease (taking over a dead or expired one): the locked state, and a warning per
+    lease taken over. For a caller that must plan under the lease and then `apply(..., locked=state)`."""
     taken_over: list = []
-    run.state = run.store.lock(run.plan.stack, run.holder, run.lock_ttl, on_takeover=taken_over.append)
-    for old in taken_over:
-        run.result.warnings.append(
-            f"took over the {'expired' if old.expires <= run.clock() else 'dead'} lock of {old.holder} on "
-            f"{old.host} (since {iso_time(old.started)}); its interrupted operations are resolved first")
+    state = store.lock(stack, holder or default_holder(), lock_ttl, on_takeover=taken_over.append)
+    return state, [f"took over the {'expired' if old.expires <= clock() else 'dead'} lock of {old.holder} on "
+                   f"{old.host} (since {iso_time(old.started)}); its interrupted operations are resolved first"
+                   for old in taken_over]
+
+
+def release_lease(store: StateStore, locked: StackState) -> Optional[str]:
+    """Release the lease held in `locked` (only that one); a warning when it could not be released."""
+    try:
+        store.unlock(locked.stack, lock_id=locked.lock.lock_id if locked.lock else None)
+    except MlsyncError as err:
+        return f"could not release the lock: {err}"
+    return None
+
+
+@contextlib.contextmanager
+def _holding_lease(run: Run, started: float, locked: Optional[StackState] = None) -> Iterator[None]:
+    """Take the stack's lease (or use the one the caller took: `locked`), keep the task poller running,
+    and release both however the apply ends; errors that stop the apply become ApplyAborted."""
+    if locked is not None:
+        run.state = locked
+    else:
+        run.state, warnings = take_lease(run.store, run.plan.stack, holder=run.holder, lock_ttl=run.lock_ttl,
+                                         clock=run.clock)
+        run.result.warnings.extend(warnings)
     lock_id = run.state.lock.lock_id if run.state.lock else None
     lease_lost = False
     run.waiter.start()
@@ -214,7 +246,8 @@ def _connector_name(form: Optional[dict]) -> Optional[str]:
     return connector if isinstance(connector, str) else None
 
 
-def _default_holder() -> str:
+def default_holder() -> str:
+    """Who holds the lease: the user and the process."""
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
@@ -222,4 +255,4 @@ def _default_holder() -> str:
     return f"{user} (pid {os.getpid()})"
 
 
-__all__ = ["apply", "ApplyAborted", "ApplyResult"]
+__all__ = ["apply", "take_lease", "release_lease", "default_holder", "ApplyAborted", "ApplyResult"]

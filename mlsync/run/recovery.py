@@ -3,8 +3,17 @@ ambiguous call may have created.
 
 An intent whose call may have run (a crash, a timeout, a 5xx) is resolved before anything else:
 its task is looked up, or the object is searched by name (and group and content hash) among the
-objects created since the intent was written, and adopted. Never a silent join: two candidates are
-an error that says how to choose.
+objects this stack does not manage, and adopted. Never a silent join: two candidates are an error
+that says how to choose.
+
+No clock is compared: the client's may be minutes off the server's `created_time` (a window on
+"created since the intent" in client time missed the model with the client 45 s ahead, and
+registered a duplicate). None is needed: the planner adopts an unmanaged object whose natural key
+(name; group + name (+ content hash) for a model) is the address's instead of creating one, and
+fails on two, so an unmanaged match that exists after the call was not there when the plan was
+made — it is the call's (or, at worst, one the plan would have adopted anyway). Lookups read the
+server's current documents (`find_models` and `observe` refresh the ML indices first), so what the
+call just wrote is seen.
 """
 
 from __future__ import annotations
@@ -20,7 +29,6 @@ from mlsync.run.context import Run, StepFailed
 from mlsync.run.journal import Journal
 from mlsync.run.tasks import TASK_FAILED_STATES, wait_model_registered
 
-CREATED_SKEW = 30.0              # seconds of clock skew tolerated when matching "created after the intent"
 _IN_PROGRESS = ("REGISTERING", "UPLOADING")
 
 
@@ -30,40 +38,37 @@ class Recovery:
 
     # ------------------------------------------------------------------ natural-key lookups
 
-    def _since(self, entry: JournalEntry) -> float:
-        return (entry.started - CREATED_SKEW) * 1000     # created_time is in epoch milliseconds
-
     def _managed_ids(self) -> set[str]:
+        """Ids this stack manages or has queued for deletion: never what an interrupted call created."""
         with self.run.mutex:
-            return set(self.run.state.by_id())
+            return set(self.run.state.by_id()) | {
+                j.object_id for j in self.run.state.journal if j.operation == DELETE_REPLACED and j.object_id}
 
     def find_model(self, entry: JournalEntry) -> Optional[str]:
         d = entry.details
-        found = self.run.cluster.find_models(d.get("name") or Address.parse(entry.address).name, d.get("group_id"))
-        managed, since, want_hash = self._managed_ids(), self._since(entry), d.get("hash")
+        name, group_id, want_hash = d.get("name") or Address.parse(entry.address).name, d.get("group_id"), d.get("hash")
+        found = self.run.cluster.find_models(name, group_id)     # refreshed: reads what was just written
+        managed = self._managed_ids()
         candidates = sorted(
             mid for mid, doc in found.items()
-            if mid not in managed and (doc.get("created_time") or 0) >= since
-            and (not want_hash or doc.get("model_content_hash_value") in (None, want_hash)))
+            if mid not in managed and (not want_hash or doc.get("model_content_hash_value") in (None, want_hash)))
         if len(candidates) > 1:
             raise MlsyncError(
-                f"{len(candidates)} models named {d.get('name')!r} were created in group {d.get('group_id')} since "
-                f"the interrupted apply started ({', '.join(candidates)}); adopt the right one with "
+                f"{len(candidates)} models named {name!r} in group {group_id} that this stack does not manage could "
+                f"be the interrupted registration's ({', '.join(candidates)}); adopt the right one with "
                 f"`mlsync import` and delete the others")
         return candidates[0] if candidates else None
 
     def find_object(self, entry: JournalEntry) -> Optional[str]:
         kind = Address.parse(entry.address).kind
-        pool = kinds.kind(kind).observed(self.run.cluster.observe())
+        pool = kinds.kind(kind).observed(self.run.cluster.observe())     # observe() refreshes first
         name = entry.details.get("name") or Address.parse(entry.address).name
-        managed, since = self._managed_ids(), self._since(entry)
-        candidates = sorted(
-            oid for oid, obj in pool.items()
-            if obj.source.get("name") == name and oid not in managed
-            and (obj.source.get("created_time") or 0) >= since)
+        managed = self._managed_ids()
+        candidates = sorted(oid for oid, obj in pool.items() if obj.source.get("name") == name and oid not in managed)
         if len(candidates) > 1:
-            raise MlsyncError(f"{len(candidates)} {kind}s named {name!r} were created since the interrupted apply "
-                              f"started ({', '.join(candidates)}); adopt the right one with `mlsync import`")
+            raise MlsyncError(f"{len(candidates)} {kind}s named {name!r} that this stack does not manage could be the "
+                              f"interrupted create's ({', '.join(candidates)}); adopt the right one with "
+                              f"`mlsync import` and delete the others")
         return candidates[0] if candidates else None
 
     def wait_registered(self, model_id: str, address: str) -> Optional[dict]:

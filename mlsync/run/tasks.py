@@ -5,6 +5,11 @@ The register (URL) and deploy calls answer with a task id; the executor's worker
 `TaskWaiter.wait()` while one poller asks the cluster about all of them in a single `search_tasks`
 call per round, backing off from 0.2 s to 2 s (`mlsync.core.polling.TASK_POLL`), with a deadline
 per task.
+
+A transient failure of that shared poll (no response, 429, 5xx: the transport has already retried
+it) fails no wait: the poller keeps polling (honouring the server's Retry-After) until each task's own
+deadline, or until polls have failed without a break for `error_deadline` seconds. Any other failure
+(a 403, a 400) fails every pending wait at once.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from mlsync.core.errors import ClusterError, TaskFailed, TaskTimeout
 from mlsync.core.observed import ClusterPort
-from mlsync.core.polling import TASK_POLL, Timeout, poll_until
+from mlsync.core.polling import DEFAULT_RETRY_DEADLINE, MAX_RETRY_AFTER, TASK_POLL, Timeout, poll_until
 from mlsync.run.progress import Reporter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,9 +49,9 @@ class TaskWaiter:
 
     def __init__(self, cluster: ClusterPort, *, clock: Callable[[], float], sleep: Callable[[float], None],
                  timeout: float, reporter: Reporter, on_poll: Optional[Callable[[], None]] = None,
-                 max_errors: int = 5) -> None:
+                 error_deadline: float = DEFAULT_RETRY_DEADLINE) -> None:
         self.cluster, self.clock, self.sleep, self.timeout = cluster, clock, sleep, timeout
-        self.reporter, self.on_poll, self.max_errors = reporter, on_poll, max_errors
+        self.reporter, self.on_poll, self.error_deadline = reporter, on_poll, error_deadline
         self._pending: dict[str, _Waiting] = {}
         self._cond = threading.Condition()
         self._stopped = False
@@ -94,7 +99,7 @@ class TaskWaiter:
 
     def _loop(self) -> None:
         delays = TASK_POLL.delays()
-        errors = 0
+        failing_since: Optional[float] = None     # when the polls started failing (transiently), if they are
         try:
             while True:
                 with self._cond:
@@ -104,16 +109,18 @@ class TaskWaiter:
                     if self._stopped:
                         return
                     waiting = list(self._pending.values())
+                retry_after: Optional[float] = None
                 try:
                     docs = self.cluster.search_tasks([w.task_id for w in waiting])
-                    errors = 0
+                    failing_since = None
                 except ClusterError as err:
-                    errors += 1
-                    if not err.ambiguous or errors >= self.max_errors:
+                    failing_since = self.clock() if failing_since is None else failing_since
+                    if not err.transient or self.clock() - failing_since >= self.error_deadline:
                         for w in waiting:
                             self._finish(w, error=err)
                         continue
-                    docs = {}
+                    docs = {}                     # a round that saw nothing: the deadlines still apply
+                    retry_after = err.retry_after
                 self.polls += 1
                 now = self.clock()
                 for w in waiting:
@@ -134,7 +141,10 @@ class TaskWaiter:
                 if self.on_poll is not None:
                     self.on_poll()
                 if still:
-                    self.sleep(next(delays))
+                    delay = next(delays)
+                    if retry_after is not None:   # the server asked for a pause: not sooner than that
+                        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
+                    self.sleep(delay)
         except BaseException as err:  # noqa: BLE001 - hand anything (a crash, a lost lease) to the waiters
             with self._cond:
                 self._stopped = True

@@ -242,6 +242,7 @@ def test_missing_index_reads_as_empty(monkeypatch):
     ml = _RaisingML(_err(404, "index_not_found_exception", "no such index [.plugins-ml-task]"))
     cluster = Cluster(ConnectionOptions(url="http://127.0.0.1:1"))
     monkeypatch.setattr(Cluster, "_ml", property(lambda self: ml))
+    monkeypatch.setattr(Cluster, "_refresh_ml_indices", lambda self: None)   # nothing listens at that port
     assert cluster.search_tasks(["t1"]) == {}
     assert cluster.find_models("m", None) == {}
     cluster.delete_connector("c1")

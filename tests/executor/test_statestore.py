@@ -15,6 +15,7 @@ from fakes import FakeClock, FakeCluster  # noqa: E402
 
 from mlsync.core.errors import LockHeld, MlsyncError, StateConflict  # noqa: E402
 from mlsync.core.state import JournalEntry, ResourceState, StackState  # noqa: E402
+from mlsync.edge import statestore  # noqa: E402
 from mlsync.edge.statestore import (  # noqa: E402
     ClusterStateStore, FileStateStore, LockStillValid, state_list, state_list_text, state_rm, state_show,
     state_show_text,
@@ -226,6 +227,7 @@ def _lease_of_process(store, pid: int, **changes):
     """A lease as a process `pid` on this machine would have left it."""
     st = store.lock(STACK, "killed apply", 300)
     st.lock.pid = pid
+    st.lock.start_time = (statestore.proc_stat(pid) or (None, None))[1]   # the parent's own start time
     for k, v in changes.items():
         setattr(st.lock, k, v)
     store.save(st)

@@ -141,7 +141,7 @@ def test_codes_are_snake_case_and_documented():
 def test_codes_round_trip_through_json():
     p = _plan("deploy_then_redeploy")
     doc = json.loads(json.dumps(p.to_json()))
-    assert doc["format_version"] == FORMAT_VERSION == "1.1"
+    assert doc["format_version"] == FORMAT_VERSION == "1.2"
     rc = next(c for c in doc["resource_changes"] if c["address"] == ADDR_R)
     assert rc["reason_codes"] == ["not_deployed", "connector_update_redeploy"]
     assert Plan.from_json(doc) == p
