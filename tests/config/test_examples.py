@@ -69,22 +69,23 @@ def test_url_model_has_two_versions_with_real_hashes() -> None:
         name = version.url.rsplit("/", 1)[1]
         assert version.url.startswith("http://127.0.0.1:8089/models/")
         assert version.model_content_hash_value == sha256(EXAMPLES / "models" / name)
-        assert version.model_format == "TORCH_SCRIPT"            # model-level default
-        assert version.model_config_.embedding_dimension == 4    # model-level default
-        assert version.deploy is False
+        assert version.model_format == "ONNX"                    # model-level default
+        assert version.model_config_.embedding_dimension == 8    # model-level default
+    assert [v.deploy for v in model.versions] == [False, True]   # a version overrides the model's deploy
     assert model.versions[1].description != model.versions[0].description  # a version override
-    assert model.model_config_.all_config == '{"architectures":["BertModel"],"hidden_size":4}'
+    assert model.model_config_.all_config == '{"architectures":["BertModel"],"hidden_size":8}'
 
 
 def test_local_model_ships_its_zip() -> None:
     cfg = load([str(EXAMPLES / "local-model.yaml")], env={})
     (model,) = cfg.stack.models
     (version,) = model.versions
-    zip_path = EXAMPLES / "models" / "tiny-model.zip"
+    zip_path = EXAMPLES / "models" / "tiny-onnx.zip"   # built by tests/models/tiny_onnx.py (checked there)
     assert version.path == str(zip_path.resolve())
     assert version.model_content_hash_value == sha256(zip_path)
+    assert version.model_format == "ONNX" and version.deploy is True
     with zipfile.ZipFile(zip_path) as zf:
-        assert sorted(zf.namelist()) == ["model.pt", "tokenizer.json"]
+        assert sorted(zf.namelist()) == ["tiny-onnx.onnx", "tokenizer.json"]
     assert model.model_group is None
     group = model.implicit_group()
     assert group is not None and group.name == model.name and group.implicit
