@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -29,9 +30,21 @@ MAX_FILE_BYTES = 10 * 1024 * 1024
 #: Aliases may add at most this many nodes to a document ("billion laughs" protection).
 MAX_ALIAS_EXPANSION = 100_000
 MAX_DEPTH = 64
+#: The C composer (ruamel.yaml.clib) recurses on the C stack and crashes the process (SIGSEGV) on a
+#: document nested some 20,000 levels deep, which no exception handler can catch. A file whose text
+#: could nest deeper than this (a sound bound computed from the text) has its depth checked on the
+#: parser's event stream (iterative, no recursion) before it is composed.
+SAFE_COMPOSE_DEPTH = 5000
+#: `${file:…}` reads at most this many bytes (a secret or a short value, not a data file).
+MAX_INTERPOLATED_FILE_BYTES = 1024 * 1024
 
 _TAG = "tag:yaml.org,2002:"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: Line breaks other than \n that libyaml also counts (rewritten to \n before _LINE_LEAD is applied).
+_OTHER_BREAKS = re.compile("[\r\x85\u2028\u2029]")
+#: A line break, then the line up to its first content: indentation, then any run of compact block
+#: indicators (`- `, `? `, `: `), document markers and node properties (`&anchor`, `!tag`, `*alias`).
+_LINE_LEAD = re.compile(r"\n[ \t]*(?:(?:---|\.\.\.|[-?:]|[&!*][^ \t\n]*)(?:[ \t]+|(?=\n)|\Z))*")
 
 
 # --- located tree ------------------------------------------------------------------------------
@@ -242,6 +255,9 @@ class _Builder:
         from ruamel.yaml.reader import ReaderError
 
         try:
+            if not self._check_depth_before_compose():
+                self.fatal = True
+                return None
             node = _yaml().compose(self.text)
         except MarkedYAMLError as exc:
             self._syntax_problem(exc)
@@ -272,6 +288,42 @@ class _Builder:
             self.fatal = True
             return None
         return root
+
+    def _check_depth_before_compose(self) -> bool:
+        """Refuse a document nested more than MAX_DEPTH levels before the (recursive) composer sees it.
+
+        First a sound bound from the text alone, in a few milliseconds: a block collection nested in
+        another starts at a greater column, except a sequence that is a mapping's value (same column),
+        so block nesting is at most 2 * (the largest column where a line's content starts) + 1; a flow
+        collection needs a `[` or `{` and holds at most two levels per bracket (`[a: [b: ...]]`). A
+        normal file stays far below SAFE_COMPOSE_DEPTH and is composed at once. Past it, the exact
+        depth is measured on the parser's event stream (libyaml's parser is a loop, not a recursion),
+        which stops at the first node deeper than MAX_DEPTH and reports where it is.
+        """
+        text = self.text
+        brackets = text.count("[") + text.count("{")
+        if 2 * brackets < SAFE_COMPOSE_DEPTH:
+            lines = _OTHER_BREAKS.sub("\n", text) if _OTHER_BREAKS.search(text) else text
+            widest = max(map(len, _LINE_LEAD.findall("\n" + lines))) - 1
+            if 2 * brackets + 2 * widest + 3 <= SAFE_COMPOSE_DEPTH:
+                return True
+        from ruamel.yaml.error import YAMLError
+        from ruamel.yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, ScalarEvent)
+
+        depth = 0
+        try:
+            for event in _yaml().parse(text):
+                if isinstance(event, (CollectionStartEvent, ScalarEvent, AliasEvent)) and depth > MAX_DEPTH:
+                    self.problem(self.pos(event.start_mark),
+                                 f"document is nested too deeply (more than {MAX_DEPTH} levels)")
+                    return False
+                if isinstance(event, CollectionStartEvent):
+                    depth += 1
+                elif isinstance(event, CollectionEndEvent):
+                    depth -= 1
+        except YAMLError:
+            pass  # not YAML; composing it reports the error, and stops there, at a depth already checked
+        return True
 
     def _reader_problem(self, exc: Any) -> None:
         position = getattr(exc, "position", 0) or 0
@@ -502,16 +554,8 @@ class _Builder:
         if not rel:
             self.problem(where, "empty file name in ${file:}")
             return expr
-        target = os.path.join(self.dir, rel)
-        try:
-            if os.path.getsize(target) > MAX_FILE_BYTES:
-                self.problem(where, f"file {rel} referenced by {expr} is larger than {MAX_FILE_BYTES} bytes")
-                return expr
-            with open(target, "rb") as fh:
-                raw = fh.read()
-        except OSError as exc:
-            reason = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
-            self.problem(where, f"cannot read {rel} for {expr}: {reason} (paths are relative to {self.display})")
+        raw = self._read_referenced(rel, expr, where)
+        if raw is None:
             return expr
         try:
             content = raw.decode("utf-8-sig")
@@ -519,6 +563,55 @@ class _Builder:
             self.problem(where, f"file {rel} referenced by {expr} is not UTF-8 text")
             return expr
         return content.rstrip("\r\n")  # `echo secret > file` leaves a newline that is not part of the value
+
+    def _read_referenced(self, rel: str, expr: str, where: Pos) -> Optional[bytes]:
+        """The bytes of a `${file:…}` file, or None after reporting why it may not be read.
+
+        Only a regular file under the directory of the file that references it (symbolic links
+        resolved) and at most MAX_INTERPOLATED_FILE_BYTES long: `${file:/proc/self/environ}`,
+        `${file:../../etc/shadow}`, `/dev/zero` and a FIFO are refused, never read.
+        """
+        allowed = f"(allowed: a regular file of at most {MAX_INTERPOLATED_FILE_BYTES} bytes under " \
+                  f"{self.dir or '.'}, the directory of {self.display}, named relative to it)"
+        if os.path.isabs(rel) or rel.startswith("~"):
+            self.problem(where, f"{expr}: an absolute path is not allowed {allowed}")
+            return None
+        base = os.path.realpath(self.dir)
+        target = os.path.realpath(os.path.join(base, rel))
+        if os.path.commonpath([base, target]) != base:
+            self.problem(where, f"{expr}: {rel} is outside the directory of {self.display} "
+                                f"(after resolving '..' and symbolic links) {allowed}")
+            return None
+        try:
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else (exc.strerror or str(exc))
+            self.problem(where, f"cannot read {rel} for {expr}: {reason} (paths are relative to {self.display})")
+            return None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                kind = file_kind(info.st_mode)
+                self.problem(where, f"{expr}: {rel} is {kind}, not a regular file {allowed}")
+                return None
+            chunks: list[bytes] = []
+            left = MAX_INTERPOLATED_FILE_BYTES + 1
+            while left > 0:
+                chunk = os.read(fd, min(left, 1 << 16))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                left -= len(chunk)
+            if left <= 0:
+                self.problem(where, f"{expr}: {rel} is larger than {MAX_INTERPOLATED_FILE_BYTES} bytes {allowed}")
+                return None
+            return b"".join(chunks)
+        except OSError as exc:
+            self.problem(where, f"cannot read {rel} for {expr}: {exc.strerror or exc} (paths are relative to "
+                                f"{self.display})")
+            return None
+        finally:
+            os.close(fd)
 
     def _find(self, node: Any, needle: str, fallback: Pos) -> Pos:
         """The position of `needle` in the source text of `node` (single line or block), else the node's start."""
@@ -529,6 +622,19 @@ class _Builder:
             if col >= 0:
                 return (self.display, line_no + 1, col + 1)
         return fallback
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words, from its st_mode."""
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a special file"
 
 
 class _Recursive(Exception):
@@ -570,7 +676,8 @@ def _to_float(text: str) -> Optional[float]:
 # --- overlays ----------------------------------------------------------------------------------
 
 # How lists merge, by where they are: named resources by name, a model's versions by label.
-_LIST_KEY = {"connectors": "name", "model_groups": "name", "models": "name", "versions": "version"}
+_LIST_KEY = {"connectors": "name", "model_groups": "name", "models": "name", "versions": "version",
+             "ingest_pipelines": "id", "search_pipelines": "id", "agents": "name"}
 
 
 def _merge(a: LNode, b: LNode, ctx: str) -> LNode:
@@ -586,7 +693,7 @@ def _merge(a: LNode, b: LNode, ctx: str) -> LNode:
             else:
                 entries[key] = (kpos, bval)
         return LMap(entries, a.pos)
-    if isinstance(a, LSeq) and isinstance(b, LSeq) and ctx in ("connectors", "model_groups", "models", "versions"):
+    if isinstance(a, LSeq) and isinstance(b, LSeq) and ctx in _LIST_KEY:
         key_field = _LIST_KEY[ctx]
         item_ctx = "model" if ctx == "models" else "item"
         items = list(a.items)
@@ -608,7 +715,7 @@ def _merge(a: LNode, b: LNode, ctx: str) -> LNode:
 
 
 def _child_ctx(ctx: str, key: str) -> str:
-    if ctx == "root" and key in ("connectors", "model_groups", "models"):
+    if ctx == "root" and key in _LIST_KEY and key != "versions":
         return key
     if ctx == "model" and key == "versions":
         return "versions"
