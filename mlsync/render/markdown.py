@@ -1,6 +1,7 @@
 """The plan as a pull-request comment (GitHub-flavoured Markdown).
 
-Layout: a title, a summary table (action → count), warnings, a table of changes (symbol, address,
+Layout: a title, a summary table (action → count), warnings, the order of the changes as a Mermaid
+diagram (mlsync/render/graph.py; collapsed when large), a table of changes (symbol, address,
 actions, reason), then one collapsible `<details>` block per change with its field diff in a
 ```diff block. The whole comment stays under `max_chars` (60,000 by default; GitHub refuses
 comments over 65,536): when the plan is bigger, detail blocks are dropped from the end first, then
@@ -38,6 +39,7 @@ def _render(plan: Plan, max_chars: int) -> str:
         head = _safe(_head(plan, pending, 0))   # a tiny budget: count the warnings instead of listing them
     if not pending:
         return head
+    head += _diagram(plan, max_chars - len(head))
     table_head = "### Changes\n\n|  | Address | Actions | Reason |\n|:--|:--|:--|:--|\n"
     details_head = "\n### Details\n\n"
     n = len(pending)
@@ -98,6 +100,39 @@ def _details_note(missing: int, total: int) -> str:
 
 def _rows_note(missing: int) -> str:
     return f"\n_… {c.plural(missing, 'more change')} not shown; {_FULL_PLAN}._\n"
+
+
+# --------------------------------------------------------------------------- the diagram
+
+
+_DIAGRAM_OPEN_NODES = 12       # a diagram with more nodes is collapsed in a <details> block
+_MAX_DIAGRAM_NODES = 150       # more than this is left out (GitHub would draw an unreadable picture)
+
+
+def _diagram(plan: Plan, room: int) -> str:
+    """The order of the changes as a Mermaid flowchart (mlsync/render/graph.py), collapsed when
+    large; left out, with a note, when it has too many nodes or would take more than a quarter of
+    the room left (the table of changes comes first)."""
+    from mlsync.render import graph
+
+    def note(n: int) -> str:
+        text = f"_The order of the changes is not drawn here ({c.plural(n, 'resource')}); `mlsync graph` draws it._\n\n"
+        return text if len(text) <= room // 4 else ""
+
+    if len(plan.pending) > _MAX_DIAGRAM_NODES:      # a graph has a node per pending change at least:
+        return note(len(plan.pending))              # a 10,000-change plan costs nothing here
+    g = graph.build(plan)
+    n = len(g.nodes)
+    if n > _MAX_DIAGRAM_NODES:
+        return note(n)
+    body = graph.mermaid(plan, graph=g)
+    fence = _fence_for(body)
+    block = f"{fence}mermaid\n{body}{fence}\n\n"
+    if n > _DIAGRAM_OPEN_NODES:
+        block = (f"<details><summary>Order of changes ({c.plural(n, 'resource')}, dependencies first)</summary>"
+                 f"\n\n{block}</details>\n\n")
+    block = _safe(block)
+    return block if len(block) <= room // 4 else note(n)
 
 
 # --------------------------------------------------------------------------- escaping

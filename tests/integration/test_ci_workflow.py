@@ -24,12 +24,13 @@ import shutil
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from action_runner import StepResult, run_action
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "examples" / "ci" / "mlsync.yml"
@@ -38,7 +39,8 @@ FAKE_GH = Path(__file__).resolve().parent / "fake_gh.py"
 VENV_BIN = Path(sys.executable).parent            # this worktree's mlsync stands in for `pip install`
 
 REPO = "acme/ml-platform"
-ALLOWED_ACTIONS = re.compile(r"actions/(checkout|setup-python|upload-artifact|download-artifact)@v\d+")
+ALLOWED_ACTIONS = re.compile(r"actions/(checkout|setup-python|upload-artifact|download-artifact)@v\d+|mlsync/mlsync@v\d+")
+MLSYNC_ACTION = re.compile(r"mlsync/mlsync@v\d+")      # action.yml at the repository root
 # mlsync in a command position (line start, after ; && || | ( ! or $( ), not in a message's prose
 MLSYNC_COMMAND = re.compile(r"(^|[;&|(!])\s*mlsync\s+(validate|plan|apply|destroy|drift|export|import|state|unlock)\b",
                             re.M)
@@ -60,7 +62,7 @@ def step_key(step: dict) -> str:
 
 def mlsync_steps(workflow: dict) -> set[tuple[str, str]]:
     return {(job, step_key(step)) for job, spec in workflow["jobs"].items() for step in spec["steps"]
-            if MLSYNC_COMMAND.search(step.get("run", ""))}
+            if MLSYNC_COMMAND.search(step.get("run", "")) or MLSYNC_ACTION.fullmatch(step.get("uses", ""))}
 
 
 # --------------------------------------------------------------------------- shape (no cluster)
@@ -85,6 +87,10 @@ def test_workflow_shape() -> None:
     assert jobs["apply"]["permissions"]["actions"] == "read"
     assert jobs["drift"]["if"] == "github.event_name == 'schedule'"
     assert jobs["drift"]["permissions"]["issues"] == "write"
+    commands = {(job, step_key(s)): s["with"]["command"] for job, spec in jobs.items() for s in spec["steps"]
+                if MLSYNC_ACTION.fullmatch(s.get("uses", ""))}
+    assert commands == {("plan", "plan"): "plan", ("apply", "apply"): "apply", ("drift", "drift"): "drift"}
+    assert "plan-if-missing" not in jobs["apply"]["steps"][-2].get("with", {}), "apply only a reviewed plan"
 
     for name, job in jobs.items():
         for step in job["steps"]:
@@ -108,17 +114,6 @@ def test_secrets_come_from_github_secrets_as_env_vars() -> None:
 
 
 # --------------------------------------------------------------------------- a small Actions runner
-
-
-@dataclass
-class StepResult:
-    code: int
-    stdout: str
-    stderr: str
-    outputs: dict[str, str]
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\nstdout:\n{self.stdout}\nstderr:\n{self.stderr}"
 
 
 class Simulation:
@@ -234,6 +229,8 @@ class Job:
                 if not (ws / rel).is_file():
                     return StepResult(1, "", f"upload-artifact: no file {rel}", {})
                 shutil.copy(ws / rel, store / Path(rel).name)
+        elif MLSYNC_ACTION.fullmatch(spec["uses"]):
+            return run_action(args, env, ws, self.sim.root)
         elif action == "actions/download-artifact":
             assert args["github-token"], "a download from another run needs a token"
             store = self.sim.artifacts / args["run-id"] / args["name"]
@@ -313,6 +310,8 @@ def test_the_workflow_steps_run_for_real(ci_stack, os_client) -> None:
     assert validated.stdout == f"valid: 1 connector, 1 model group, 1 model version in 1 file (stack {stack})\n"
     planned = pr.step("plan")
     assert planned.code == 0, planned
+    assert planned.outputs == {"exit-code": "2", "has-changes": "true", "plan-path": str(ws / "plan.mlsync"),
+                               "markdown-path": str(ws / "plan.md")}, planned
     plan_md = (ws / "plan.md").read_text()
     assert plan_md.startswith(f"## mlsync plan for `{stack}`\n") and "3 changes" in plan_md
     for address in (f'connector["{names["connector"]}"]', f'model_group["{group}"]',
@@ -350,6 +349,8 @@ def test_the_workflow_steps_run_for_real(ci_stack, os_client) -> None:
     applied = merge.step("apply")
     assert applied.code == 0, applied
     assert "Apply complete: 3 done" in applied.stdout
+    assert applied.outputs["exit-code"] == "0" and applied.outputs["has-changes"] == "true", applied
+    assert "Apply complete: 3 done" in merge.summary.read_text()
     hits = ml_search(os_client, "model_groups", group)
     assert len(hits) == 1
     group_id = hits[0]["_id"]
@@ -359,7 +360,7 @@ def test_the_workflow_steps_run_for_real(ci_stack, os_client) -> None:
     nightly.step("actions/checkout")
     nightly.step("actions/setup-python")
     clean = nightly.step("drift")
-    assert clean.code == 0 and clean.outputs == {"exit_code": "0"}, clean
+    assert clean.code == 0 and clean.outputs["exit-code"] == "0" and clean.outputs["has-changes"] == "false", clean
     assert "**No drift." in (ws / "drift.md").read_text()
     assert nightly.step("Close the drift issue").code == 0
     assert sim.gh()["issues"] == []
@@ -367,7 +368,7 @@ def test_the_workflow_steps_run_for_real(ci_stack, os_client) -> None:
     os_client.transport.perform_request("PUT", f"/_plugins/_ml/model_groups/{group_id}",
                                         body={"description": "edited by hand"})
     drifted = nightly.step("drift")
-    assert drifted.code == 0 and drifted.outputs == {"exit_code": "2"}, drifted
+    assert drifted.code == 0 and drifted.outputs["exit-code"] == "2" and drifted.outputs["has-changes"] == "true", drifted
     drift_md = (ws / "drift.md").read_text()
     assert f'`model_group["{group}"]`' in drift_md and "Changed on the cluster since the last apply" in drift_md
     assert "edited by hand" in drift_md
