@@ -90,6 +90,39 @@ def server_parameters(params: Optional[dict]) -> dict:
     return {k: v if isinstance(v, str) else gson_text(v) for k, v in (params or {}).items()}
 
 
+def server_agent(b: dict, now_ms: int) -> dict:
+    """An agent as ML Commons 2.19 stores it (model-consumers.md §4.3): parameter values stringified with
+    Gson, the tool flag written, empty maps and lists and unknown keys dropped, times and is_hidden added."""
+    def params(p: Any) -> Optional[dict]:
+        return server_parameters(p) if isinstance(p, dict) and p else None
+    out: dict = {"name": b.get("name"), "type": b.get("type")}
+    if b.get("description") is not None:
+        out["description"] = b["description"]
+    if isinstance(b.get("llm"), dict):
+        out["llm"] = {k: v for k, v in {"model_id": b["llm"].get("model_id"),
+                                         "parameters": params(b["llm"].get("parameters"))}.items() if v is not None}
+    tools = []
+    for t in b.get("tools") or []:
+        tool = {k: t[k] for k in ("type", "name", "description") if t.get(k) is not None}
+        if params(t.get("parameters")):
+            tool["parameters"] = params(t.get("parameters"))
+        tool["include_output_in_agent_response"] = bool(t.get("include_output_in_agent_response", False))
+        if params(t.get("config")):
+            tool["config"] = params(t.get("config"))
+        tools.append(tool)
+    if tools:
+        out["tools"] = tools
+    if params(b.get("parameters")):
+        out["parameters"] = params(b.get("parameters"))
+    if isinstance(b.get("memory"), dict):
+        out["memory"] = dict(b["memory"])
+    out.update(created_time=now_ms, last_updated_time=now_ms)
+    if b.get("app_type") is not None:
+        out["app_type"] = b["app_type"]
+    out["is_hidden"] = False
+    return out
+
+
 def server_connector(b: dict) -> dict:
     """A connector (standalone or inline) as the server stores it."""
     out = dict(b)
@@ -220,14 +253,19 @@ def _err(op: str, resource: str, status: Optional[int], reason: str, etype: Opti
 
 class FakeCluster:
     def __init__(self, clock: Optional[FakeClock] = None, *, task_polls: int = 2, deploy_polls: int = 2,
-                 register_delay: float = 0.0, local_deploy_async: bool = True) -> None:
+                 register_delay: float = 0.0, local_deploy_async: bool = True,
+                 remote_deploy_tasks: bool = True) -> None:
         self.clock = clock or FakeClock()
         self.task_polls, self.deploy_polls = task_polls, deploy_polls
         self.register_delay = register_delay          # real seconds a register spends "in flight"
         self.local_deploy_async = local_deploy_async
+        self.remote_deploy_tasks = remote_deploy_tasks   # False: the pre-2.19 answer (COMPLETED, no task id)
         self.connectors: dict[str, dict] = {}
         self.groups: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
+        self.ingest_pipelines: dict[str, dict] = {}         # id -> body as PUT (the server stores the bytes)
+        self.search_pipelines: dict[str, dict] = {}
+        self.agents: dict[str, dict] = {}                   # id -> stored document (server_agent)
         self.tasks: dict[str, dict] = {}
         self.chunks: dict[str, dict[int, bytes]] = {}
         self.chunk_log: list[tuple[str, int, int]] = []     # (model id, chunk number, size) in arrival order
@@ -364,6 +402,11 @@ class FakeCluster:
                     connectors={i: ObservedObject("connector", i, copy.deepcopy(c)) for i, c in self.connectors.items()},
                     groups={i: ObservedObject("model_group", i, copy.deepcopy(g)) for i, g in self.groups.items()},
                     models={i: ObservedObject("model", i, copy.deepcopy(m)) for i, m in self.models.items()},
+                    ingest_pipelines={i: ObservedObject("ingest_pipeline", i, copy.deepcopy(p))
+                                      for i, p in self.ingest_pipelines.items()},
+                    search_pipelines={i: ObservedObject("search_pipeline", i, copy.deepcopy(p))
+                                      for i, p in self.search_pipelines.items()},
+                    agents={i: ObservedObject("agent", i, copy.deepcopy(a)) for i, a in self.agents.items()},
                     cluster_version="2.19.6", requests=3)
         return self._call("observe", (), run)
 
@@ -493,6 +536,47 @@ class FakeCluster:
                                f"models first: {users}", "status_exception")
                 self.connectors.pop(connector_id, None)
         self._call("delete_connector", (connector_id,), run, oid=connector_id)
+
+    # ------------------------------------------------------------------ consumers: pipelines and agents
+
+    def _pipelines(self, kind: str) -> dict[str, dict]:
+        return self.ingest_pipelines if kind == "ingest_pipeline" else self.search_pipelines
+
+    def put_pipeline(self, kind: str, pipeline_id: str, body: dict) -> None:
+        def run() -> None:
+            b = self._body("put_pipeline", body)
+            allowed = (("description", "version", "processors", "on_failure") if kind == "ingest_pipeline" else
+                       ("description", "version", "request_processors", "response_processors",
+                        "phase_results_processors"))
+            extra = sorted(set(b) - set(allowed))
+            if extra:
+                raise _err("put_pipeline", pipeline_id, 400, f"pipeline [{pipeline_id}] doesn't support one or more "
+                                                             f"provided configuration parameters {extra}",
+                           "parse_exception")
+            with self._lock:
+                self._pipelines(kind)[pipeline_id] = b
+        self._call("put_pipeline", (kind, pipeline_id, body), run, key=pipeline_id)
+
+    def delete_pipeline(self, kind: str, pipeline_id: str) -> None:
+        def run() -> None:
+            with self._lock:
+                self._pipelines(kind).pop(pipeline_id, None)
+        self._call("delete_pipeline", (kind, pipeline_id), run, oid=pipeline_id)
+
+    def register_agent(self, body: dict) -> str:
+        def run() -> str:
+            b = self._body("register_agent", body)
+            with self._lock:
+                aid = self._new_id("agent")
+                self.agents[aid] = server_agent(b, self._now_ms())
+                return aid
+        return self._call("register_agent", (body,), run, key=body.get("name"))
+
+    def delete_agent(self, agent_id: str) -> None:
+        def run() -> None:
+            with self._lock:
+                self.agents.pop(agent_id, None)
+        self._call("delete_agent", (agent_id,), run, oid=agent_id)
 
     # ------------------------------------------------------------------ groups
 
@@ -748,6 +832,16 @@ class FakeCluster:
                 if m["model_state"] == "REGISTERING":
                     raise _err("deploy_model", model_id, 400, "Model is not registered yet")
                 fail = self._failing_deploys.get(m["name"])
+                if m["algorithm"] == "REMOTE" and self.remote_deploy_tasks:
+                    # 2.19: status COMPLETED with a task id whose doc completes ~0.1 s later (edge/ml.py)
+                    if fail:
+                        raise _err("deploy_model", model_id, 500, fail)
+                    m["model_state"] = "DEPLOYED"
+                    tid = self._new_id("task")
+                    self.tasks[tid] = {"state": "RUNNING", "task_type": "DEPLOY_MODEL", "function_name": "REMOTE",
+                                       "model_id": model_id, "_model": model_id, "_group": m["model_group_id"],
+                                       "_polls": 1, "_fail": None, "create_time": self._now_ms()}
+                    return tid
                 if m["algorithm"] == "REMOTE" or not self.local_deploy_async:
                     if fail:
                         raise _err("deploy_model", model_id, 500, fail)
@@ -804,3 +898,9 @@ class FakeCluster:
                 self.states[stack] = doc
                 return StateDocument(copy.deepcopy(body), doc.seq_no, doc.primary_term)
         return self._call("write_state", (stack, body, seq_no, primary_term), run, key=stack)
+
+    def search_states(self) -> dict[str, dict]:
+        def run() -> dict[str, dict]:
+            with self._lock:
+                return {stack: copy.deepcopy(doc.body) for stack, doc in self.states.items()}
+        return self._call("search_states", (), run)

@@ -16,7 +16,8 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
 
     The object must exist, be of the address's kind and carry its name (and, for a model, sit in the
     address's group); the state must not already manage the address or the object otherwise. Raises
-    MlsyncError (exit 1) on any of those, and when the state could not be saved."""
+    MlsyncError (exit 1) on any of those, when another stack manages the object (a move between
+    stacks is explicit: `mlsync state rm` in that stack first), and when the state could not be saved."""
     from mlsync.commands import common
     from mlsync.core.address import Address
     from mlsync.core.errors import MlsyncError
@@ -27,7 +28,9 @@ def import_(address: str, object_id: str, options, out: TextIO, *, stack: str,
         raise MlsyncError(str(err)) from None
     cluster = common.connect(options)
     obj = _find(address, addr, object_id, cluster.observe())
-    _record(common.state_store(cluster, state_file), stack, addr, object_id, obj)
+    store = common.state_store(cluster, state_file)
+    _not_owned(store, stack, addr, object_id)
+    _record(store, stack, addr, object_id, obj)
     print(f"Imported {object_id} as {addr}.", file=out)
     return EXIT_OK
 
@@ -62,6 +65,21 @@ def _find(address: str, addr, object_id: str, observed):
         raise MlsyncError(f"{address}: model {object_id} is a version of a local model (server version "
                           f"{obj.source.get('model_version')}); its address needs your version label, e.g. {example}")
     return obj
+
+
+def _not_owned(store, stack: str, addr, object_id: str) -> None:
+    """Refuse an object another stack manages (its state or its journal): one object, one stack. Moving
+    it is explicit: the other stack lets go first (`mlsync state rm`), then this import adopts it."""
+    import shlex
+
+    from mlsync.core.errors import MlsyncError
+
+    owner = store.owners(stack).get(object_id)
+    if owner is not None:
+        raise MlsyncError(f"{addr}: {object_id} is managed by stack {owner.stack!r} (as {owner.address}); a stack "
+                          f"never takes over another stack's objects. To move it to stack {stack!r}: "
+                          f"{owner.how_to_release()}, then run `mlsync import --stack {shlex.quote(stack)} "
+                          f"{shlex.quote(str(addr))} {object_id}` again")
 
 
 def _record(store, stack: str, addr, object_id: str, obj) -> None:

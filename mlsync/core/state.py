@@ -195,6 +195,55 @@ _JOURNAL_FIELDS = frozenset(JournalEntry.__dataclass_fields__)
 _TOP_FIELDS = frozenset({"format", "stack", "serial", "fingerprint_key", "resources", "journal", "lock"})
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The stack that manages a server object, and the address it manages it as (SPEC §5: one object,
+    one stack). What `StateStore.owners` maps each id of the other stacks to."""
+
+    stack: str
+    address: str
+    pending: bool = False     # only the stack's journal records it (an interrupted operation)
+
+    def __str__(self) -> str:
+        return self.stack
+
+    def how_to_release(self) -> str:
+        """What the owning stack runs to let go of the object (the first step of a move)."""
+        import shlex
+        if self.pending:
+            return (f"stack {self.stack!r} has an interrupted operation on it ({self.address}): run that stack's "
+                    f"apply to resolve it, then `mlsync state rm --stack {shlex.quote(self.stack)} "
+                    f"{shlex.quote(self.address)}`")
+        return f"`mlsync state rm --stack {shlex.quote(self.stack)} {shlex.quote(self.address)}`"
+
+
+def owners_of(states: "dict[str, object]", exclude_stack: Optional[str] = None,
+              document: Callable[[str], str] = lambda stack: f"state of stack {stack!r}") -> dict[str, Owner]:
+    """server id -> `Owner`, over stored state documents (`states`: stack -> its document, or only its
+    `stack`, `resources` and `journal` fields), leaving out `exclude_stack`'s. A stack owns every id its
+    state manages and every object id its journal records (an interrupted create, a replaced version
+    still to retire). An id two other stacks claim goes to the first by name. A document of the wrong
+    shape raises `MalformedDocument` naming it (`document(stack)`) and the field: ownership that cannot
+    be read is never taken as "nobody's"."""
+    out: dict[str, Owner] = {}
+    for stack in sorted(states):
+        if stack == exclude_stack:
+            continue
+        doc = _Fields(states[stack], document(stack), "", [])
+        found: list[tuple[str, Owner]] = []
+        for address, r in doc.mapping("resources").items():
+            rf = doc.child(r, f"resources.{address}")
+            found.append((rf.get("id", str), Owner(stack, address)))
+        for i, j in enumerate(doc.sequence("journal")):
+            jf = doc.child(j, f"journal[{i}]")
+            object_id = jf.get("object_id", str, None)
+            if object_id:
+                found.append((object_id, Owner(stack, jf.get("address", str), pending=True)))
+        for object_id, owner in found:
+            out.setdefault(object_id, owner)
+    return out
+
+
 def iso_time(epoch: float) -> str:
     return _dt.datetime.fromtimestamp(epoch, tz=_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -208,3 +257,7 @@ class StateStore(Protocol):
              host: Optional[str] = None, on_takeover: Optional[Callable[[Lock], None]] = None) -> StackState: ...
     def renew(self, state: StackState, ttl_seconds: float = DEFAULT_LOCK_TTL) -> StackState: ...
     def unlock(self, stack: str, lock_id: Optional[str] = None, force: bool = False) -> Optional[Lock]: ...
+    def owners(self, exclude_stack: Optional[str] = None) -> dict[str, Owner]:
+        """server id -> the other stack managing it (its state or its journal), over every stack the
+        store holds but `exclude_stack`: what no plan or import of `exclude_stack` may take over."""
+        ...

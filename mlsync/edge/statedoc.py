@@ -8,10 +8,11 @@ from typing import Optional
 
 from mlsync.core.errors import ClusterError, StateConflict
 from mlsync.core.observed import StateDocument
-from mlsync.edge.reads import field, mapping
+from mlsync.edge.reads import _hits, field, mapping
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
 STATE_INDEX = "mlsync-state"
+_STATES_PAGE = 10_000             # stacks per page of `search_states` (index.max_result_window)
 
 
 class StateDoc(UsesTransport):
@@ -76,6 +77,45 @@ class StateDoc(UsesTransport):
         # fail on as if another mlsync had taken over.
         return StateDocument(body=body, seq_no=field(resp, "_seq_no", "write state", resource, int),
                              primary_term=field(resp, "_primary_term", "write state", resource, int))
+
+    def search_states(self) -> dict[str, dict]:
+        """Every stack's ownership, in one search over the state index (paged by 10,000 stacks), not a
+        GET per stack: stack -> its document's `stack`, `resources.*.id` and journal `address` /
+        `object_id` (never the fingerprint key or the applied forms). The index is refreshed first, as
+        state documents are written without a refresh and a stack that applied a moment ago must be seen;
+        a caller that may not refresh it searches what is visible. No index yet: no stacks."""
+        try:
+            self._call("refresh", self.state_index, lambda: self._client.indices.refresh(
+                index=self.state_index, ignore_unavailable=True, allow_no_indices=True))
+        except ClusterError as err:
+            if err.status not in (401, 403, 404):
+                raise
+        out: dict[str, dict] = {}
+        after: Optional[list] = None
+        while True:
+            body: dict = {
+                "size": _STATES_PAGE, "query": {"match_all": {}}, "sort": [{"stack": {"order": "asc"}}],
+                "track_total_hits": False,
+                "_source": {"includes": ["stack", "resources.*.id", "journal.address", "journal.object_id"],
+                            "excludes": ["resources.*.applied_form"]},
+            }
+            if after is not None:
+                body["search_after"] = after
+            try:
+                resp = self._call("search states", self.state_index,
+                                  lambda: self._client.search(index=self.state_index, body=body))
+            except ClusterError as err:
+                if is_index_missing(err):
+                    return out
+                raise
+            hits = _hits(resp, "search states", self.state_index)
+            for hit in hits:
+                source = hit.get("_source") or {}
+                stack = source.get("stack") if isinstance(source.get("stack"), str) else hit["_id"]
+                out[stack] = source
+            if len(hits) < _STATES_PAGE or not hits[-1].get("sort") or None in hits[-1]["sort"]:
+                return out
+            after = hits[-1]["sort"]
 
     def _own_write_landed(self, stack: str, body: dict) -> Optional[StateDocument]:
         """The stored document, if it is exactly `body` (an earlier attempt of this write landed)."""

@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
 
 from mlsync.core.address import Address
 from mlsync.core.errors import ClusterError, LockHeld, MlsyncError, StateConflict
-from mlsync.core.state import DEFAULT_LOCK_TTL, STATE_FORMAT, Lock, ResourceState, StackState, StateStore, iso_time
+from mlsync.core.state import (DEFAULT_LOCK_TTL, STATE_FORMAT, Lock, Owner, ResourceState, StackState, StateStore,
+                               iso_time, owners_of)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlsync.core.observed import ClusterPort
@@ -271,6 +272,11 @@ class ClusterStateStore(_LeaseMixin):
             self._versions[stack] = (doc.seq_no, doc.primary_term)
             return state
 
+    def owners(self, exclude_stack: Optional[str] = None) -> dict[str, Owner]:
+        """server id -> the other stack managing it, from one search over the state index
+        (`ClusterPort.search_states`)."""
+        return owners_of(self.cluster.search_states(), exclude_stack)
+
 
 class FileStateStore(_LeaseMixin):
     """State in a local JSON file: `{"mlsync_state_file": 1, "stacks": {stack: state}}`.
@@ -344,6 +350,12 @@ class FileStateStore(_LeaseMixin):
             return None
         _check_format(body, f"{self.path}: stack {stack!r}")
         return StackState.from_json(body)
+
+    def owners(self, exclude_stack: Optional[str] = None) -> dict[str, Owner]:
+        """server id -> the other stack managing it, over every stack this file holds (stacks whose
+        state is elsewhere, e.g. on the cluster, are not seen)."""
+        return owners_of(self._read_all()["stacks"], exclude_stack,
+                         document=lambda stack: f"{self.path}: stack {stack!r}")
 
     def save(self, state: StackState) -> StackState:
         with self._exclusive():
