@@ -206,6 +206,13 @@ class _SafeConnectionMixin:
             exc.mlsync_answered = isinstance(exc, TransportError) and isinstance(exc.status_code, int)  # type: ignore[attr-defined]
             raise
 
+    def _raise_warnings(self, warning_headers: Any) -> None:
+        """The server's `Warning` headers (e.g. "this request accesses system indices" on the ML
+        indices' refresh) go to mlsync's debug log, not through Python's `warnings` onto the terminal:
+        they are addressed to whoever maintains mlsync, not to its user, and would print on every plan."""
+        for header in warning_headers or ():
+            log.debug("server warning: %s", header)
+
     def _log_request_response(self, body: Any, response: Any) -> None:
         if _os_log.isEnabledFor(logging.DEBUG):
             _os_log.debug("> (request body not logged: %d bytes)", len(body) if body else 0)
