@@ -253,13 +253,11 @@ def _err(op: str, resource: str, status: Optional[int], reason: str, etype: Opti
 
 class FakeCluster:
     def __init__(self, clock: Optional[FakeClock] = None, *, task_polls: int = 2, deploy_polls: int = 2,
-                 register_delay: float = 0.0, local_deploy_async: bool = True,
-                 remote_deploy_tasks: bool = True) -> None:
+                 register_delay: float = 0.0, local_deploy_async: bool = True) -> None:
         self.clock = clock or FakeClock()
         self.task_polls, self.deploy_polls = task_polls, deploy_polls
         self.register_delay = register_delay          # real seconds a register spends "in flight"
         self.local_deploy_async = local_deploy_async
-        self.remote_deploy_tasks = remote_deploy_tasks   # False: the pre-2.19 answer (COMPLETED, no task id)
         self.connectors: dict[str, dict] = {}
         self.groups: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
@@ -832,16 +830,6 @@ class FakeCluster:
                 if m["model_state"] == "REGISTERING":
                     raise _err("deploy_model", model_id, 400, "Model is not registered yet")
                 fail = self._failing_deploys.get(m["name"])
-                if m["algorithm"] == "REMOTE" and self.remote_deploy_tasks:
-                    # 2.19: status COMPLETED with a task id whose doc completes ~0.1 s later (edge/ml.py)
-                    if fail:
-                        raise _err("deploy_model", model_id, 500, fail)
-                    m["model_state"] = "DEPLOYED"
-                    tid = self._new_id("task")
-                    self.tasks[tid] = {"state": "RUNNING", "task_type": "DEPLOY_MODEL", "function_name": "REMOTE",
-                                       "model_id": model_id, "_model": model_id, "_group": m["model_group_id"],
-                                       "_polls": 1, "_fail": None, "create_time": self._now_ms()}
-                    return tid
                 if m["algorithm"] == "REMOTE" or not self.local_deploy_async:
                     if fail:
                         raise _err("deploy_model", model_id, 500, fail)

@@ -259,6 +259,20 @@ class Run:
             self.reporter.on_error(change, "prepare", err)
             raise StepFailed() from err
 
+    def quiet_body(self, change: ResourceChange) -> Optional[dict]:
+        """The request body, or None when it cannot be built (the step itself then reports why)."""
+        with self.mutex:
+            refs = dict(self.refs)
+        cred = self.credentials.get(str(change.address))
+        try:
+            if change.kind == "connector":
+                return self.body_fn(change, refs=refs, credential=cred, update=False)
+            if change.kind == "model":
+                return self.body_fn(change, refs=refs, inline_credential=cred, update=False)
+            return self.body_fn(change, refs=refs, update=False)
+        except Exception:  # noqa: BLE001
+            return None
+
     @staticmethod
     def after_digest(change: ResourceChange) -> Optional[str]:
         """The fingerprint of the form this change applies (what the state records as applied)."""

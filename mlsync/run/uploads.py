@@ -49,7 +49,7 @@ def register_local(run: Run, change: ResourceChange, body: dict, old_id: Optiona
         return run.journal.nonidempotent(change, "register_model_meta", details,
                                          lambda: run.cluster.register_model_meta(body), run.recovery.find_model)
     model_id, entry, _ = run.step(change, "register", send, lambda r: f"model {r[0]}")
-    run.journal.sent(entry, object_id=model_id)
+    run.journal.sent(entry, object_id=model_id, now=True)   # one write per upload: the chunks take longer
 
     def upload() -> dict:
         running = hashlib.sha256()

@@ -41,7 +41,7 @@ def register(run: Run, change: ResourceChange) -> None:
             with run.mutex:
                 if run.journal.supersede(addr, recovered[0], None, "registered by an interrupted apply for an "
                                                                    "older form"):
-                    run.journal.save()
+                    run.journal.later()   # rides on the registration's intent
     body = run.body(change)
     if (change.artifact or {}).get("path"):
         model_id, fields = register_local(run, change, body, old_id)
@@ -70,6 +70,18 @@ def registration_details(run: Run, change: ResourceChange, body: dict, old_id: O
             "hash": body.get("model_content_hash_value"), "fingerprint": run.after_digest(change),
             "credential_fingerprint": run.journal.credential_fingerprint(change, run.credentials.get(str(change.address))),
             "replaces": old_id}
+
+
+def register_intent(run: Run, change: ResourceChange) -> Optional[tuple[str, dict]]:
+    """The intent a URL / remote registration will journal (saved with its phase's wave), or None (a
+    local file's intent needs its hash, taken in its own step)."""
+    if (change.artifact or {}).get("path") or not ({Action.REGISTER, Action.REPLACE} & set(change.actions)):
+        return None
+    body = run.quiet_body(change)
+    if body is None:
+        return None
+    old_id = change.server_id if Action.REPLACE in change.actions else None
+    return "register_model", registration_details(run, change, body, old_id)
 
 
 def _register(run: Run, change: ResourceChange, body: dict, old_id: Optional[str]) -> tuple[str, dict]:
@@ -162,7 +174,7 @@ def fixup(run: Run, item: tuple[ResourceChange, str, dict]) -> None:
         if rs is not None and rs.id == model_id:
             rs.applied_fingerprint = run.after_digest(change)
             rs.applied_form = run.journal.applied_form(change, rs.applied_fingerprint)
-            run.journal.save()
+            run.journal.later()
 
 
 # ---------------------------------------------------------------------- update / adopt

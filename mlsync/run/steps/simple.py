@@ -4,6 +4,7 @@ model groups. Which calls a kind uses is its row in `mlsync.run.steps.STEPS`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from mlsync.core.plan import Action, ResourceChange
 from mlsync.core.state import JournalEntry
@@ -39,9 +40,8 @@ class SimpleSteps:
             return
         body = run.body(change)
         create = getattr(run.cluster, self.create_call)
-        cred_fp = run.journal.credential_fingerprint(change, cred)
-        details = {"name": body.get("name") or change.address.name, "fingerprint": after_fp,
-                   "credential_fingerprint": cred_fp}
+        details = self._details(run, change, body)
+        cred_fp = details["credential_fingerprint"]
 
         def send() -> tuple[str, JournalEntry]:
             oid, entry, _ = run.journal.nonidempotent(change, self.operation, details, lambda: create(body),
@@ -49,6 +49,20 @@ class SimpleSteps:
             return oid, entry
         oid, entry = run.step(change, "create", send, describe=lambda r: f"id {r[0]}")
         run.journal.record(change, oid, applied=after_fp, cred_fp=cred_fp, drop=entry)
+
+    @staticmethod
+    def _details(run: Run, change: ResourceChange, body: dict) -> dict:
+        """What the journal keeps about a create: enough to find the object by name."""
+        return {"name": body.get("name") or change.address.name, "fingerprint": run.after_digest(change),
+                "credential_fingerprint": run.journal.credential_fingerprint(change,
+                                                                              run.credentials.get(str(change.address)))}
+
+    def intent(self, run: Run, change: ResourceChange) -> Optional[tuple[str, dict]]:
+        """The intent a create will journal (saved with its phase's wave), or None."""
+        if Action.CREATE not in change.actions or Action.REPLACE in change.actions:
+            return None
+        body = run.quiet_body(change)
+        return None if body is None else (self.operation, self._details(run, change, body))
 
     def _send_update(self, run: Run, change: ResourceChange, oid: str) -> None:
         body = run.body(change, update=True)
