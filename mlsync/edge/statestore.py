@@ -142,6 +142,10 @@ def _check_format(body: dict, where: str) -> None:
                           f"format {STATE_FORMAT}); upgrade mlsync")
 
 
+#: Tries of one lease release (see `_LeaseMixin.unlock`).
+UNLOCK_ATTEMPTS = 3
+
+
 class _LeaseMixin:
     """Lease locking on top of load/save; shared by both backends."""
 
@@ -193,7 +197,21 @@ class _LeaseMixin:
         - `lock_id` given: release only that lease; another holder's lease raises `LockHeld`.
         - no `lock_id`, no `force`: release only an expired (stale) lease, else `LockStillValid`.
         - `force`: release whatever lease there is.
+
+        A failed read or write (a 500, a lost answer) is tried again, UNLOCK_ATTEMPTS in all: releasing
+        is idempotent (a fresh read, then only this lease is cleared), and a lease left behind refuses
+        every apply from another host until it expires (found by the fault campaign, docs/reliability.md).
         """
+        for attempt in range(1, UNLOCK_ATTEMPTS + 1):
+            try:
+                return self._unlock_once(stack, lock_id, force)
+            except ClusterError:
+                if attempt == UNLOCK_ATTEMPTS:
+                    raise
+                getattr(self, "sleep", time.sleep)(0.5 * attempt)
+        raise AssertionError("unreachable")
+
+    def _unlock_once(self, stack: str, lock_id: Optional[str], force: bool) -> Optional[Lock]:
         for _ in range(5):
             state = self.load(stack)
             if state is None or state.lock is None:
