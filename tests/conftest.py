@@ -42,6 +42,8 @@ CLUSTER_UP_TIMEOUT = float(os.environ.get("MLSYNC_UP_TIMEOUT", "180")) + 600  # 
 def pytest_configure(config: pytest.Config) -> None:
     # Also declared in pyproject.toml; repeated here so the suite works from any ini file.
     config.addinivalue_line("markers", "cluster: needs the real OpenSearch + ML Commons node (scripts/cluster up)")
+    config.addinivalue_line("markers", "multinode: starts its own two-node cluster (scripts/cluster up --nodes 2); "
+                                       "opt-in: -m multinode or scripts/test-multinode")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

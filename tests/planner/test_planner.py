@@ -59,7 +59,8 @@ def desired(mutate=None):
     return flatten(StackFile.model_validate(d))
 
 
-def observed(connector=CONNECTOR_SRC, group=GROUP_SRC, remote=REMOTE_SRC, local=LOCAL_SRC, extra_models=()):
+def observed(connector=CONNECTOR_SRC, group=GROUP_SRC, remote=REMOTE_SRC, local=LOCAL_SRC, extra_models=(),
+             ingest_pipelines=None, agents=None):
     models = {}
     if remote is not None:
         models["R"] = ObservedObject("model", "R", dict(remote), 1, 1)
@@ -70,7 +71,9 @@ def observed(connector=CONNECTOR_SRC, group=GROUP_SRC, remote=REMOTE_SRC, local=
     return Observed(
         connectors={"C": ObservedObject("connector", "C", dict(connector), 1, 1)} if connector is not None else {},
         groups={"G": ObservedObject("model_group", "G", dict(group), 1, 1)} if group is not None else {},
-        models=models, cluster_version="2.19.6")
+        models=models, cluster_version="2.19.6",
+        ingest_pipelines={i: ObservedObject("ingest_pipeline", i, dict(b)) for i, b in (ingest_pipelines or {}).items()},
+        agents={i: ObservedObject("agent", i, dict(b), 1, 1) for i, b in (agents or {}).items()})
 
 
 def managed_state(cred="k1", **overrides):
@@ -436,3 +439,26 @@ def test_planning_is_linear_not_quadratic_in_the_number_of_objects():
         p = plan(flatten(StackFile.model_validate(d)), observed(extra_models=extra), StackState("s", fingerprint_key=KEY))
     assert calls["n"] == 1
     assert sum(Action.ADOPT in c.actions for c in p.changes) == 2 + 2 + 50
+
+
+# A model that serves on fewer nodes than ML Commons planned (a node came back without it, or a deploy
+# failed on one node) is deployed again: that loads it on the nodes that lack it (tests/multinode/).
+@pytest.mark.parametrize("src,deploy,expected,drift,why", [
+    (dict(model_state="PARTIALLY_DEPLOYED", planning_worker_node_count=2, current_worker_node_count=1), True,
+     ["deploy"], True, "partially deployed (state PARTIALLY_DEPLOYED, 1 of 2 nodes)"),
+    (dict(model_state="PARTIALLY_DEPLOYED"), True, ["deploy"], True, "partially deployed (state PARTIALLY_DEPLOYED)"),
+    (dict(model_state="DEPLOYED", planning_worker_node_count=2, current_worker_node_count=1), True,
+     ["deploy"], True, "state DEPLOYED but on 1 of 2 planned nodes"),
+    # a lost node: ML Commons shrinks the plan to the nodes that remain -> fully deployed, nothing to do
+    (dict(model_state="DEPLOYED", planning_worker_node_count=1, current_worker_node_count=1), True,
+     ["no-op"], False, "up to date"),
+    (dict(model_state="PARTIALLY_DEPLOYED", planning_worker_node_count=2, current_worker_node_count=1), False,
+     ["undeploy"], False, "deploy: false"),    # the file turned deploy off since the last apply
+])
+def test_a_partially_deployed_model_is_deployed_again(src, deploy, expected, drift, why):
+    st = managed_state()
+    st.resources[ADDR_R].applied_deploy = True
+    p = plan(desired(lambda d: d["models"][0].update(deploy=deploy)), observed(remote=dict(REMOTE_SRC, **src)), st)
+    r = next(c for c in p.changes if str(c.address) == ADDR_R)
+    assert [a.value for a in r.actions] == expected and r.drift is drift and r.deployed
+    assert why in r.reason
