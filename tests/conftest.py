@@ -92,8 +92,8 @@ def _cluster_url() -> str:
         _unavailable(f"`scripts/cluster up` exited {up.returncode}:\n{tail}")
     env = subprocess.run([str(CLUSTER_SCRIPT), "env"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
     for line in env.stdout.splitlines():
-        if line.startswith("OPENSEARCH_URL="):
-            return line.split("=", 1)[1].strip()
+        if line.startswith("OPENSEARCH_URL="):   # other variables may follow on the line (env --tls, two nodes)
+            return line.split("=", 1)[1].split()[0]
     return "http://127.0.0.1:9200"
 
 
