@@ -42,6 +42,20 @@ class Options:
 def main(ctx: click.Context, debug: bool) -> None:
     """Declarative, Terraform-style sync for OpenSearch ML Commons: connectors, model groups and models."""
     ctx.obj = Options(debug=debug)
+    if not debug:
+        _quiet_library_warnings()
+
+
+# Libraries whose Python warnings never reach the terminal in a normal run (`--debug` shows them): what
+# matters in them mlsync says itself, once (connection_warnings; the server's Warning headers go to
+# mlsync's debug log, mlsync/edge/transport.py).
+_LIBRARIES = r"(opensearchpy|urllib3|requests|botocore|boto3)(\..*)?$"
+
+
+def _quiet_library_warnings() -> None:
+    import warnings  # noqa: PLC0415 — stdlib, already loaded by Python itself
+
+    warnings.filterwarnings("ignore", module=_LIBRARIES)
 
 
 def run(ctx: click.Context, fn: Callable[..., int], *args: Any, **kwargs: Any) -> None:
@@ -166,6 +180,10 @@ def output_option(what: str) -> Callable:
 
 
 OUTPUT = output_option("plan")
+ALLOW_IN_USE = click.option(
+    "--allow-in-use", is_flag=True,
+    help="Plan undeploys and deletes of models, connectors and agents that pipelines or agents this stack does "
+         "not manage still name (they then name an id that no longer serves; docs/references.md).")
 
 
 @main.command()
@@ -175,14 +193,16 @@ OUTPUT = output_option("plan")
 @click.option("-o", "--out", "plan_file", type=click.Path(dir_okay=False), help="Save the plan to this file.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
 @click.option("--destroy", is_flag=True, help="Plan the deletion of everything the stack manages.")
+@ALLOW_IN_USE
 @click.pass_context
-def plan(ctx: click.Context, files, output, plan_file, detailed_exitcode, destroy, **kw) -> None:
+def plan(ctx: click.Context, files, output, plan_file, detailed_exitcode, destroy, allow_in_use, **kw) -> None:
     """Show what apply would change (reads the cluster, changes nothing)."""
     from mlsync import commands as app
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.plan(list(files) or ["."], _connection(kw), sys.stdout, output=output, plan_file=plan_file,
-                              detailed_exitcode=detailed_exitcode, state_file=state_file, destroy=destroy))
+                              detailed_exitcode=detailed_exitcode, state_file=state_file, destroy=destroy,
+                              allow_in_use=allow_in_use))
 
 
 def _confirm() -> bool:
@@ -200,15 +220,17 @@ def _apply_command(destroy: bool):
     @click.option("--parallelism", type=click.IntRange(1, 10), default=4, show_default=True,
                   help="Model groups registered in parallel (versions of one group always go one at a time).")
     @click.option("--timeout", default="10m", show_default=True, help="Per-operation timeout, e.g. 90s, 10m, 1h.")
+    @ALLOW_IN_USE
     @click.pass_context
-    def command(ctx: click.Context, files, planfile, auto_approve, parallelism, timeout, **kw) -> None:
+    def command(ctx: click.Context, files, planfile, auto_approve, parallelism, timeout, allow_in_use, **kw) -> None:
         from mlsync import commands as app
 
         state_file = kw.pop("state_file")
         seconds = _duration(timeout)
         run(ctx, lambda: app.apply(list(files) or ["."], _connection(kw), sys.stdout, plan_file=planfile,
                                    auto_approve=auto_approve, parallelism=parallelism, timeout=seconds,
-                                   state_file=state_file, destroy=destroy, confirm=_confirm))
+                                   state_file=state_file, destroy=destroy, confirm=_confirm,
+                                   allow_in_use=allow_in_use))
     return command
 
 
@@ -299,6 +321,48 @@ def import_command(ctx: click.Context, address, object_id, stack, **kw) -> None:
 
     state_file = kw.pop("state_file")
     run(ctx, lambda: app.import_(address, object_id, _connection(kw), sys.stdout, stack=stack, state_file=state_file))
+
+
+@main.command("graph")
+@files_option
+@cluster_options
+@click.argument("planfile", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot", "svg"]), default="mermaid", show_default=True,
+              help="mermaid (GitHub renders it), dot (Graphviz), or svg (needs Graphviz's `dot` on PATH).")
+@click.option("--all", "include_unchanged", is_flag=True, help="Draw unchanged resources too.")
+@click.option("--destroy", is_flag=True, help="Draw the deletion of everything the stack manages.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when there are changes (0 none, 1 error).")
+@click.pass_context
+def graph_command(ctx: click.Context, files, planfile, fmt, include_unchanged, destroy, detailed_exitcode, **kw) -> None:
+    """Draw the plan: what changes and in which order (dependencies first). Plans like `mlsync plan`,
+    or draws a saved PLANFILE without reaching the cluster."""
+    from mlsync import commands as app
+
+    state_file = kw.pop("state_file")
+    if planfile:
+        run(ctx, lambda: app.graph([], None, sys.stdout, fmt=fmt, plan_file=planfile,
+                                   include_unchanged=include_unchanged, detailed_exitcode=detailed_exitcode))
+    else:
+        run(ctx, lambda: app.graph(list(files) or ["."], _connection(kw), sys.stdout, fmt=fmt, state_file=state_file,
+                                   destroy=destroy, include_unchanged=include_unchanged,
+                                   detailed_exitcode=detailed_exitcode))
+
+
+@main.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion_command(shell: str) -> None:
+    """Print the shell completion script for SHELL (README.md, "Shell completion").
+
+    \b
+    bash:  eval "$(mlsync completion bash)"     (in ~/.bashrc)
+    zsh:   eval "$(mlsync completion zsh)"      (in ~/.zshrc)
+    fish:  mlsync completion fish > ~/.config/fish/completions/mlsync.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None      # click ships all three
+    click.echo(cls(main, {}, "mlsync", "_MLSYNC_COMPLETE").source(), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

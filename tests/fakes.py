@@ -13,7 +13,8 @@ ml-commons-api.md):
 - 409 deleting a group that has models or a connector that a model uses; 400 updating a connector
   while a model using it is deployed; 400 deleting a deployed model; 403 updating a model of an
   unsupported function; 200-style no-ops for deleting missing groups / connectors / models;
-- the state document with seq_no / primary_term optimistic concurrency.
+- the state document with seq_no / primary_term optimistic concurrency (layout 2: a head and its
+  parts, `state_heads` / `state_parts`; `states` joins them for assertions).
 
 Test hooks: `fail(method, ...)` injects errors before or after a call takes effect,
 `fail_task(name)` / `fail_deploy(name)` make a model's register / deploy task FAIL,
@@ -37,6 +38,7 @@ from mlsync.core.errors import ClusterError, StateConflict
 from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS  # proved against the node by tests/contract/test_connectors.py
 from mlsync.core.observed import Observed, ObservedObject, RegisterResult, StateDocument
 from mlsync.core.secrets import Secret
+from mlsync.core.state import is_split, join
 
 MAX_CHUNK = 10_000_000
 DROPPED_BY_LAST_CHUNK = ("description", "is_enabled", "rate_limiter", "deploy_setting", "interface", "guardrails")
@@ -269,7 +271,8 @@ class FakeCluster:
         self.chunk_log: list[tuple[str, int, int]] = []     # (model id, chunk number, size) in arrival order
         self.credentials: dict[str, dict] = {}              # connector id / model id -> revealed credential
         self.bodies: list[tuple[str, dict]] = []            # (method, revealed body) of every write
-        self.states: dict[str, StateDocument] = {}
+        self.state_heads: dict[str, StateDocument] = {}     # stack -> its state (head) document
+        self.state_parts: dict[str, dict] = {}              # part id -> body (layout 2: a resource, a journal entry)
         self.log: list[Call] = []
         self.requests_made = 0
         self.dead = False
@@ -866,29 +869,62 @@ class FakeCluster:
 
     # ------------------------------------------------------------------ state document
 
+    @property
+    def states(self) -> dict[str, StateDocument]:
+        """stack -> its state as one document (a layout-2 head joined with its parts), for assertions."""
+        with self._lock:
+            return {stack: self._joined(stack) for stack in self.state_heads}
+
+    def _joined(self, stack: str) -> StateDocument:
+        doc = self.state_heads[stack]
+        if not is_split(doc.body):
+            return StateDocument(copy.deepcopy(doc.body), doc.seq_no, doc.primary_term)
+        parts = {pid: copy.deepcopy(p) for pid, p in self.state_parts.items() if p.get("stack") == stack}
+        return StateDocument(join(copy.deepcopy(doc.body), parts), doc.seq_no, doc.primary_term, parts)
+
     def read_state(self, stack: str) -> Optional[StateDocument]:
         def run() -> Optional[StateDocument]:
             with self._lock:
-                doc = self.states.get(stack)
-                return StateDocument(copy.deepcopy(doc.body), doc.seq_no, doc.primary_term) if doc else None
+                return self._joined(stack) if stack in self.state_heads else None
         return self._call("read_state", (stack,), run, key=stack)
 
-    def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int]) -> StateDocument:
+    def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int],
+                    parts: Optional[dict] = None) -> StateDocument:
+        """The head, conditionally; then the parts (like the real edge: only once the head landed)."""
         def run() -> StateDocument:
             json.dumps(body)
+            json.dumps(parts)
             with self._lock:
-                cur = self.states.get(stack)
+                cur = self.state_heads.get(stack)
                 if seq_no is None and cur is not None:
                     raise StateConflict(f"state of {stack!r} already exists")
                 if seq_no is not None and (cur is None or (cur.seq_no, cur.primary_term) != (seq_no, primary_term)):
                     raise StateConflict(f"state of {stack!r} changed (seq_no)")
                 doc = StateDocument(copy.deepcopy(body), next(self._seq) + 1000, 1)
-                self.states[stack] = doc
+                self.state_heads[stack] = doc
+                self._put_parts(parts or {})
                 return StateDocument(copy.deepcopy(body), doc.seq_no, doc.primary_term)
         return self._call("write_state", (stack, body, seq_no, primary_term), run, key=stack)
+
+    def write_state_parts(self, stack: str, parts: dict, replace: bool = False) -> None:
+        def run() -> None:
+            json.dumps(parts)
+            with self._lock:
+                if replace:
+                    for pid in [pid for pid, p in self.state_parts.items() if p.get("stack") == stack]:
+                        self.state_parts.pop(pid, None)
+                self._put_parts(parts)
+        return self._call("write_state_parts", (stack, parts, replace), run, key=stack)
+
+    def _put_parts(self, parts: dict) -> None:
+        for pid, p in parts.items():
+            if p is None:
+                self.state_parts.pop(pid, None)
+            else:
+                self.state_parts[pid] = copy.deepcopy(p)
 
     def search_states(self) -> dict[str, dict]:
         def run() -> dict[str, dict]:
             with self._lock:
-                return {stack: copy.deepcopy(doc.body) for stack, doc in self.states.items()}
+                return {stack: self._joined(stack).body for stack in self.state_heads}
         return self._call("search_states", (), run)

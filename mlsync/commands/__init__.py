@@ -6,6 +6,7 @@ that imports it).
     apply.py     apply (and destroy: destroy=True)           drift.py    drift
     export.py    export_                                     import_.py  import_
     state.py     state                                       unlock.py   unlock
+    graph.py     graph (the plan as Mermaid, DOT or SVG)
     output.py    exit codes, use_color, paint, plural, print_problems (what commands print with)
     common.py    the shared steps: load_desired, connect, state_store, plan_for, credentials,
                  save_plan/read_plan, check_fresh
@@ -28,8 +29,10 @@ from mlsync.commands.export import export_
 from mlsync.commands.import_ import import_
 from mlsync.commands.state import state
 from mlsync.commands.unlock import unlock
+from mlsync.commands.graph import graph
 
 __all__ = [
     "EXIT_OK", "EXIT_ERROR", "EXIT_CHANGES", "use_color", "paint", "plural", "print_problems",
     "validate", "validate_each", "schema_text", "plan", "apply", "drift", "export_", "import_", "state", "unlock",
+    "graph",
 ]

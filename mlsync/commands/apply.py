@@ -11,7 +11,7 @@ from mlsync.commands.output import EXIT_ERROR, EXIT_OK, render_plan
 
 def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = None, auto_approve: bool = False,
           parallelism: int = 4, timeout: float = 600.0, state_file: Optional[str] = None, destroy: bool = False,
-          confirm: Optional[Callable[[], bool]] = None) -> int:
+          confirm: Optional[Callable[[], bool]] = None, allow_in_use: bool = False) -> int:
     """`mlsync apply` / `mlsync destroy` (`destroy=True`): plan (or check a saved plan), confirm, execute,
     summarise. Exit 0 when every change succeeded (or there was none), 1 otherwise.
 
@@ -38,7 +38,7 @@ def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = 
     try:
         for warning in took_over:
             print(f"warning: {warning}", file=out)
-        planned = common.plan_for(desired, cluster, store, destroy=destroy, locked=locked)
+        planned = common.plan_for(desired, cluster, store, destroy=destroy, locked=locked, allow_in_use=allow_in_use)
         if plan_file:
             common.check_fresh(saved, planned)
         the_plan = planned.plan

@@ -9,7 +9,7 @@ from typing import Optional
 
 from mlsync.core.desired import DesiredState
 from mlsync.input.flatten import flatten
-from mlsync.core.errors import LeaseLost, MlsyncError, StalePlan, StateConflict
+from mlsync.core.errors import LeaseLost, MlsyncError, PlanError, StalePlan, StateConflict
 from mlsync.core.observed import ClusterPort, Observed
 from mlsync.core.plan import Plan
 from mlsync.core.planner import PlanOptions, plan as make_plan
@@ -64,20 +64,37 @@ class Planned:
 
 
 def plan_for(desired: DesiredState, cluster: ClusterPort, store, *, destroy: bool = False,
-             locked: Optional[StackState] = None) -> Planned:
+             locked: Optional[StackState] = None, allow_in_use: bool = False) -> Planned:
     """Read the state and the cluster, and plan. `locked`: the state as this command's lease took it
     (`run.driver.take_lease`); it is planned from as it is, not read again. Its serial counts the
     lease's own write, so the plan's `state_serial` is the one before it: the serial a plan made
-    without the lease (`plan -o`) would have recorded."""
+    without the lease (`plan -o`) would have recorded.
+
+    The other stacks' objects (`store.owners`) are read after the cluster, so that an object another
+    stack created before the observation is known as theirs: the plan fails rather than adopt it."""
     if locked is not None:
         state = locked
         observed = cluster.observe()
-        the_plan = make_plan(desired, observed, state, PlanOptions(destroy=destroy))
-        the_plan = replace(the_plan, state_serial=state.serial - 1)
+        options = PlanOptions(destroy=destroy, owners=store.owners(desired.stack), allow_in_use=allow_in_use)
+        the_plan = replace(make_plan(desired, observed, state, options), state_serial=state.serial - 1)
+        check_compatible(the_plan, desired)
         return Planned(the_plan, desired, observed, state)
     state = store.load(desired.stack) or StackState(desired.stack)
     observed = cluster.observe()
-    return Planned(make_plan(desired, observed, state, PlanOptions(destroy=destroy)), desired, observed, state)
+    options = PlanOptions(destroy=destroy, owners=store.owners(desired.stack), allow_in_use=allow_in_use)
+    the_plan = make_plan(desired, observed, state, options)
+    check_compatible(the_plan, desired)
+    return Planned(the_plan, desired, observed, state)
+
+
+def check_compatible(the_plan: Plan, desired: DesiredState) -> None:
+    """Refuse, before anything is sent, what the cluster's ML Commons version would refuse (3.1+ safe
+    names and descriptions, 3.2+ connector endpoints: mlsync/core/compat.py, docs/compatibility.md)."""
+    from mlsync.core.compat import check
+
+    problems = check(the_plan, desired)
+    if problems:
+        raise PlanError(problems)
 
 
 def renew_lease(store, locked: StackState) -> None:

@@ -40,7 +40,11 @@ def export_(options, out: TextIO, *, groups: Optional[list[str]] = None, stack: 
         print(paint("warning:", "33", err) + " " + warning, file=err)
     c = result.counts
     print(f"Exported {plural(c['connectors'], 'connector')}, {plural(c['model_groups'], 'model group')}, "
-          f"{plural(c['models'], 'model')} ({plural(c['versions'], 'version')}) as stack {result.stack!r}"
+          f"{plural(c['models'], 'model')} ({plural(c['versions'], 'version')})"
+          + "".join(f", {plural(c[key], what)}" for key, what in (
+              ("ingest_pipelines", "ingest pipeline"), ("search_pipelines", "search pipeline"), ("agents", "agent"))
+              if c.get(key))
+          + f" as stack {result.stack!r}"
           + (f" to {output_file}" if output_file else "") + ".", file=err)
     if result.env_vars:
         print("Set the credential variables before planning: " + " ".join(result.env_vars), file=err)

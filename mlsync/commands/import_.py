@@ -48,6 +48,10 @@ def _find(address: str, addr, object_id: str, observed):
             raise MlsyncError(f"{address}: {object_id} is a {other.name}, not a {addr.kind}; give the id of the "
                               f"{addr.kind} this address names")
         raise MlsyncError(f"{address}: no {addr.kind} with id {object_id} on the cluster")
+    if addr.kind.endswith("_pipeline"):   # a pipeline's id is its name (docs/references.md)
+        if object_id != addr.name:
+            raise MlsyncError(f"{address}: a pipeline's address is its id: {Address(addr.kind, object_id)}")
+        return obj
     if obj.source.get("name") != addr.name:
         raise MlsyncError(f"{address}: {addr.kind} {object_id} is named {obj.source.get('name')!r}, not {addr.name!r}")
     if addr.kind != "model":
@@ -57,9 +61,7 @@ def _find(address: str, addr, object_id: str, observed):
         where = repr(group.source.get("name")) if group else "no existing group"
         raise MlsyncError(f"{address}: model {object_id} is not in group {addr.group!r} (it is in {where})")
     remote = (obj.source.get("algorithm") or obj.source.get("function_name") or "").upper() == "REMOTE"
-    if remote and addr.version is not None:
-        raise MlsyncError(f"{address}: model {object_id} is a remote model, whose address has no version label: "
-                          f"{Address('model', addr.name, group=addr.group)}")
+    # a remote model is one model (no label) or a version of a remote family (any label; docs/references.md)
     if not remote and addr.version is None:
         example = Address("model", addr.name, group=addr.group, version=str(obj.source.get("model_version")))
         raise MlsyncError(f"{address}: model {object_id} is a version of a local model (server version "
@@ -93,7 +95,9 @@ def _record(store, stack: str, addr, object_id: str, obj) -> None:
         st = store.load(stack) or StackState(stack)
         if st.lock is not None:
             raise LockHeld(stack, st.lock.holder, st.lock.host, str(st.lock.started), str(st.lock.expires))
-        claimed = {r.id: a for a, r in st.resources.items()}
+        # the same id under another address of the same kind (pipeline ids are the user's: an ingest and a
+        # search pipeline may share one)
+        claimed = {r.id: a for a, r in st.resources.items() if r.kind == addr.kind}
         if object_id in claimed and claimed[object_id] != str(addr):
             raise MlsyncError(f"{object_id} is already managed as {claimed[object_id]}")
         current = st.resources.get(str(addr))

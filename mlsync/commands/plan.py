@@ -9,13 +9,15 @@ from mlsync.commands.output import EXIT_CHANGES, EXIT_OK, render_plan
 
 
 def plan(paths: list[str], options, out: TextIO, *, output: str = "text", plan_file: Optional[str] = None,
-         detailed_exitcode: bool = False, state_file: Optional[str] = None, destroy: bool = False) -> int:
+         detailed_exitcode: bool = False, state_file: Optional[str] = None, destroy: bool = False,
+         allow_in_use: bool = False) -> int:
     """`mlsync plan`: observe, diff and print; `-o` saves the plan; exit 2 on changes with --detailed-exitcode."""
     from mlsync.commands import common
 
     desired = common.load_desired(paths)
     cluster = common.connect(options)
-    planned = common.plan_for(desired, cluster, common.state_store(cluster, state_file), destroy=destroy)
+    planned = common.plan_for(desired, cluster, common.state_store(cluster, state_file), destroy=destroy,
+                              allow_in_use=allow_in_use)
     out.write(render_plan(planned.plan, output, out))
     if plan_file:
         common.save_plan(planned.plan, plan_file)

@@ -21,10 +21,14 @@ def validate(paths: list[str], out: TextIO, err: Optional[TextIO] = None, label:
         print_problems(exc.problems, err)
         return EXIT_ERROR
     stack = cfg.stack
-    versions = sum(1 if m.is_remote or not m.versions else len(m.versions) for m in stack.models)
+    versions = sum(len(m.versions) if m.versions else 1 for m in stack.models)
     summary = (f"{plural(len(stack.connectors), 'connector')}, "
                f"{plural(len(stack.all_model_groups()), 'model group')}, "
-               f"{plural(versions, 'model version')} in {plural(len(cfg.sources), 'file')} "
+               f"{plural(versions, 'model version')}"
+               + "".join(f", {plural(n, what)}" for n, what in (
+                   (len(stack.ingest_pipelines), "ingest pipeline"), (len(stack.search_pipelines), "search pipeline"),
+                   (len(stack.agents), "agent")) if n)
+               + f" in {plural(len(cfg.sources), 'file')} "
                f"(stack {stack.stack})")
     print((f"{label}: " if label else "") + paint("valid:", "32", out) + " " + summary, file=out)
     return EXIT_OK

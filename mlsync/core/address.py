@@ -4,6 +4,9 @@
     model_group["embeddings"]
     model["embeddings"]["all-MiniLM-L6-v2"]["1.0.1"]     a registered version (group, model, label)
     model["embeddings"]["embeddings-remote"]             a remote model (one version, updated in place)
+    ingest_pipeline["docs-embed"]                        an ingest pipeline, by its (user-chosen) id
+    search_pipeline["docs-search"]                       a search pipeline, by its id
+    agent["docs-qa"]                                     an ML Commons agent, by its name in the file
 
 Names may hold spaces, colons and slashes, so every part is a JSON string literal.
 """
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 
-KINDS = ("connector", "model_group", "model")
+KINDS = ("connector", "model_group", "model", "ingest_pipeline", "search_pipeline", "agent")
 _PART = re.compile(r'\[("(?:[^"\\]|\\.)*")\]')
 
 
@@ -55,7 +58,8 @@ class Address:
         if not ok:
             raise ValueError(
                 f"not a resource address: {text!r} (allowed: connector[\"NAME\"], model_group[\"NAME\"], "
-                'model["GROUP"]["MODEL"]["VERSION"], model["GROUP"]["MODEL"])')
+                'model["GROUP"]["MODEL"]["VERSION"], model["GROUP"]["MODEL"], ingest_pipeline["ID"], '
+                'search_pipeline["ID"], agent["NAME"])')
         if kind == "model":
             return cls("model", parts[1], group=parts[0], version=parts[2] if len(parts) == 3 else None)
         return cls(kind, parts[0])

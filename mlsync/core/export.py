@@ -12,8 +12,10 @@ with a comment that says so:
   real hash; the planner matches versions by hash, so it adopts them, and the placeholder is only
   ever fetched if something forces a re-registration (which then fails loudly, naming the URL).
 
-Anything the file cannot express (a duplicate connector name, a second remote model of one name in
-a group, a field unknown to the file) is left out with a warning, never silently.
+Same-name remote models in one group export as one model with a version each (labelled with the
+server's version numbers). Anything the file cannot express (a duplicate connector name, a remote
+model and local versions of one name in a group, a field unknown to the file) is left out with a
+warning, never silently.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
-from mlsync.core import field_rules
+from mlsync.core import field_rules, normalize, references
 from mlsync.core.errors import MlsyncError
 from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS, is_deployed
 from mlsync.core.observed import Observed, ObservedObject
@@ -515,6 +517,7 @@ def export_stack(observed: Observed, *, source: ExportSource, groups: Optional[l
     groups_out = _cseq(ex.group(g) for g in chosen)
     models_out = _cseq()
     versions = 0
+    tokens: dict[str, str] = {}     # server id -> the reference the file writes for it (consumers)
     for g in chosen:
         gname = g.source["name"]
         by_model: dict[str, list[ObservedObject]] = {}
@@ -525,14 +528,117 @@ def export_stack(observed: Observed, *, source: ExportSource, groups: Optional[l
             if entry is not None:
                 models_out.append(entry)
                 versions += n
+                tokens.update(_model_tokens(gname, mname, by_model[mname], entry))
+    exported_connectors = {c["name"] for c in connectors_out}
+    tokens.update({cid: "${connector:" + name + "}" for cid, name in conn_names.items()
+                   if name in exported_connectors and _referable(name)})
+    consumers = _consumers(ex, observed, tokens)
 
     stack_name = stack or (chosen[0].source["name"] if groups and len(chosen) == 1 else DEFAULT_STACK)
     doc = _cmap([("version", 1), ("stack", escape(stack_name)), ("connectors", connectors_out),
-                 ("model_groups", groups_out), ("models", models_out)])
+                 ("model_groups", groups_out), ("models", models_out)]
+                + [(key, items) for key, items in consumers.items() if items])
     doc.yaml_set_start_comment(_header(source, groups, ex))
     counts = {"connectors": len(connectors_out), "model_groups": len(groups_out), "models": len(models_out),
-              "versions": versions}
+              "versions": versions, **{key: len(items) for key, items in consumers.items() if items}}
     return ExportResult(doc, stack_name, env_vars=ex.env_vars, warnings=ex.warnings, counts=counts)
+
+
+def _referable(*names: str) -> bool:
+    """Names a reference can spell: `${model:GROUP/NAME@LABEL}` splits at `/`, `@` and ends at `}`."""
+    return all(n and not set(n) & set("/@}") and "${" not in n for n in names)
+
+
+def _model_tokens(gname: str, mname: str, objs: list[ObservedObject], entry: Any) -> dict[str, str]:
+    """server id -> `${model:...}` for the documents `entry` exported (a version each, or the one remote model)."""
+    if not _referable(gname, mname):
+        return {}
+    if "versions" in entry:
+        labels = {str(v["version"]) for v in entry["versions"]}
+        return {o.id: "${model:" + f"{gname}/{mname}@{o.source.get('model_version')}" + "}" for o in objs
+                if str(o.source.get("model_version")) in labels}
+    remote = [o for o in sorted(objs, key=_order) if _function(o.source) == "REMOTE"]
+    return {remote[0].id: "${model:" + f"{gname}/{mname}" + "}"} if remote else {}
+
+
+_CONSUMER_KEYS = (("ingest_pipeline", "ingest_pipelines", "ingest_pipelines"),
+                  ("search_pipeline", "search_pipelines", "search_pipelines"),
+                  ("agent", "agents", "agents"))
+
+
+def _consumer_value(value: Any, tokens: dict[str, str]) -> Any:
+    """A consumer's value for the file: strings escaped (a literal `${model:` too), then every exported id
+    in them written as its reference; mappings and lists recursively."""
+    if isinstance(value, str):
+        text = value
+        if "$${" in text or "${env:" in text or "${file:" in text or references.REFERENCE.search(text):
+            text = text.replace("${", "$${")
+        if text in tokens:
+            return tokens[text]
+        for oid in sorted((i for i in tokens if len(i) >= 6 and i in text), key=len, reverse=True):
+            text = text.replace(oid, tokens[oid])
+        return text   # already escaped: not through _string, which would escape it again
+    if isinstance(value, dict):
+        return _cmap((str(k), _consumer_value(v, tokens)) for k, v in value.items())
+    if isinstance(value, list):
+        return _cseq(_consumer_value(v, tokens) for v in value)
+    return value
+
+
+def _consumers(ex: _Exporter, observed: Observed, tokens: dict[str, str]) -> dict[str, Any]:
+    """The pipelines and agents that name an exported model or connector (or an exported agent), with
+    those ids written as references, so that they follow the models from now on (docs/references.md)."""
+    out: dict[str, Any] = {key: _cseq() for _, key, _ in _CONSUMER_KEYS}
+    agents_by_name: dict[str, list[ObservedObject]] = {}
+    for obj in sorted(observed.agents.values(), key=_order):
+        if not obj.source.get("is_hidden"):
+            agents_by_name.setdefault(obj.source.get("name") or "", []).append(obj)
+    chosen_agents: dict[str, ObservedObject] = {}
+    grew = True
+    while grew:   # agents naming exported agents are exported too (AgentTool's agent_id)
+        grew = False
+        for name, objs in agents_by_name.items():
+            if name in chosen_agents or not references.ids_used(objs[0].source, set(tokens)):
+                continue
+            if len(objs) > 1:
+                ex.warn(f"agent[{name!r}]: {len(objs)} agents share this name (server names are not unique); "
+                        f"exported the oldest ({objs[0].id}), left out {', '.join(o.id for o in objs[1:])}")
+            chosen_agents[name] = objs[0]
+            if _referable(name):
+                tokens[objs[0].id] = "${agent:" + name + "}"
+            grew = True
+    for kind, key, _ in _CONSUMER_KEYS:
+        if kind == "agent":
+            items = [(name, obj) for name, obj in sorted(chosen_agents.items())]
+        else:
+            pool = observed.ingest_pipelines if kind == "ingest_pipeline" else observed.search_pipelines
+            items = [(pid, pool[pid]) for pid in sorted(pool) if references.ids_used(pool[pid].source, set(tokens))]
+        for name, obj in items:
+            what = f'{kind}["{name}"]'
+            if kind == "agent":
+                form = normalize.agent_form(obj.source)
+                for tool in form.get("tools") or []:
+                    if tool.get("include_output_in_agent_response") is False:
+                        del tool["include_output_in_agent_response"]   # the server's default
+                entry = _cmap([("name", escape(name))])
+                entry.yaml_add_eol_comment(f"id {obj.id}", "name")
+                for k, v in form.items():
+                    if k != "name":
+                        entry[k] = _consumer_value(v, tokens)
+                ex.unexpressible(what, obj.source, set(form) | {"name"},
+                                 {"created_time", "last_updated_time", "is_hidden", "tenant_id"})
+            else:
+                form = normalize.pipeline_form(obj.source, kind)
+                entry = _cmap([("id", name)])
+                for k, v in form.items():
+                    entry[k] = _consumer_value(v, tokens)
+                ex.unexpressible(what, obj.source, set(form), set())
+                if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name) or name == "_none":
+                    ex.warn(f"{what}: its id is not one mlsync manages (lower-case letters, digits, '.', '_', '-'); "
+                            "left out")
+                    continue
+            out[key].append(entry)
+    return out
 
 
 def _addr(kind: str, *parts: str) -> str:
@@ -550,10 +656,10 @@ def _model_entry(ex: _Exporter, gname: str, mname: str, objs: list[ObservedObjec
         ex.warn(f"{what}: a remote model and local versions share this name in one group (the file cannot say "
                 f"that); exported the local versions, left out {', '.join(o.id for o in remote)}")
         remote = []
+    if len(remote) > 1:   # a family: every re-registration is a version (labels: the server's numbers)
+        entry = _remote_family_entry(ex, gname, mname, sorted(remote, key=_version_number), conn_names, what)
+        return entry, (len(entry["versions"]) if entry is not None else 0)
     if remote:
-        if len(remote) > 1:
-            ex.warn(f"{what}: {len(remote)} remote models share this name in one group; exported the oldest "
-                    f"({remote[0].id}), left out {', '.join(o.id for o in remote[1:])}")
         return _remote_entry(ex, gname, mname, remote[0], conn_names, what), 1
     function = _function(local[0].source)
     odd = [o for o in local if _function(o.source) != function]
@@ -590,9 +696,55 @@ def _remote_entry(ex: _Exporter, gname: str, mname: str, obj: ObservedObject, co
     return m
 
 
-def _local_entry(ex: _Exporter, gname: str, mname: str, function: str, objs: list[ObservedObject], what: str):
+def _remote_connector(ex: _Exporter, src: dict, owner: str, conn_names: dict[str, str], what: str) -> Any:
+    """A remote model's connector in file form (a name, or the inline connector); None: cannot say."""
+    cid = src.get("connector_id")
+    if cid:
+        if cid not in conn_names:
+            ex.warn(f"{what}: uses connector {cid}, which is not on the cluster; left out")
+            return None
+        return escape(conn_names[cid])
+    if isinstance(src.get("connector"), dict):
+        return ex.connector(src["connector"], owner=owner, inline=True, what=f"{what} connector")
+    ex.warn(f"{what}: a remote model with neither connector_id nor an inline connector; left out")
+    return None
+
+
+def _remote_family_entry(ex: _Exporter, gname: str, mname: str, objs: list[ObservedObject],
+                         conn_names: dict[str, str], what: str):
+    """Same-name remote models in one group (ML Commons keeps each re-registration as a new version of
+    the group): one model with a version per document, labelled with the server's version number, so
+    that the plan of the exported file adopts each one (docs/references.md)."""
+    kept, connectors, per_version = [], [], []
+    for o in objs:
+        vwhat = f"{what}[{str(o.source.get('model_version'))!r}]"
+        conn = _remote_connector(ex, o.source, f"{mname}-{o.source.get('model_version')}", conn_names, vwhat)
+        if conn is None:
+            continue
+        kept.append(o)
+        connectors.append(conn)
+        per_version.append(ex.version_fields(o.source, vwhat))
+    if not kept:
+        return None
     m = _cmap([("name", escape(mname)), ("model_group", escape(gname))])
-    per_version = [ex.version_fields(o.source, f"{what}[{o.source.get('model_version')!r}]") for o in objs]
+    m.yaml_add_eol_comment(f"{len(kept)} remote models of this name in the group, one version each", "name")
+    names = [c for c in connectors if isinstance(c, str)]
+    shared_connector = len(names) == len(connectors) and len(set(names)) == 1
+    common = _model_head(m, per_version, "remote", [("connector", names[0])] if shared_connector else [])
+    vs = _cseq()
+    for obj, conn, fields in zip(kept, connectors, per_version):
+        src = obj.source
+        v = _cmap([("version", str(src.get("model_version")))])
+        v.yaml_add_eol_comment(f"id {obj.id}{_state_note(src)}", "version")
+        if not shared_connector:
+            v["connector"] = conn
+        vs.append(_version_rest(ex, v, fields, common, what, src))
+    m["versions"] = vs
+    return m
+
+
+def _model_head(m: Any, per_version: list[dict], function: str, extra: list[tuple[str, Any]]) -> dict:
+    """Fill a versioned model's own fields: those equal in every version (returned), `function_name`, `extra`."""
     common = {}
     for k in _VERSION_FIELDS:
         values = [f[k] for f in per_version]
@@ -601,9 +753,27 @@ def _local_entry(ex: _Exporter, gname: str, mname: str, function: str, objs: lis
     if "description" in common:
         m["description"] = common["description"]
     m["function_name"] = function
+    for k, v in extra:
+        m[k] = v
     for k in _VERSION_FIELDS:
         if k != "description" and k in common:
             m[k] = common[k]
+    return common
+
+
+def _version_rest(ex: _Exporter, v: Any, fields: dict, common: dict, what: str, src: dict) -> Any:
+    """A version entry's fields that differ from the model's; warns about what the file cannot say."""
+    for k in _VERSION_FIELDS:
+        if k not in common and fields[k] is not None:
+            v[k] = fields[k]
+    ex.unexpressible(f"{what}[{src.get('model_version')!r}]", src, _MODEL_FIELDS, _MODEL_OUTPUTS)
+    return v
+
+
+def _local_entry(ex: _Exporter, gname: str, mname: str, function: str, objs: list[ObservedObject], what: str):
+    m = _cmap([("name", escape(mname)), ("model_group", escape(gname))])
+    per_version = [ex.version_fields(o.source, f"{what}[{o.source.get('model_version')!r}]") for o in objs]
+    common = _model_head(m, per_version, function, [])
     vs = _cseq()
     for obj, fields in zip(objs, per_version):
         src = obj.source
@@ -615,11 +785,7 @@ def _local_entry(ex: _Exporter, gname: str, mname: str, function: str, objs: lis
         if not src.get("model_content_hash_value"):
             ex.warn(f"{what}[{src.get('model_version')!r}]: the server has no model_content_hash_value for it; "
                     "the file will not validate until one is filled in")
-        for k in _VERSION_FIELDS:
-            if k not in common and fields[k] is not None:
-                v[k] = fields[k]
-        ex.unexpressible(f"{what}[{src.get('model_version')!r}]", src, _MODEL_FIELDS, _MODEL_OUTPUTS)
-        vs.append(v)
+        vs.append(_version_rest(ex, v, fields, common, what, src))
     m["versions"] = vs
     return m
 

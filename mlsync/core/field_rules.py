@@ -31,6 +31,8 @@ class Field:
 
 
 _C, _G, _M = "connector", "model_group", "model"
+_IP, _SP, _A = "ingest_pipeline", "search_pipeline", "agent"
+_CONSUMER_REF = "model-consumers.md"
 
 TABLE: dict[str, tuple[Field, ...]] = {
     _C: (
@@ -81,6 +83,37 @@ TABLE: dict[str, tuple[Field, ...]] = {
               "last_deployed_time, last_undeployed_time, planning_worker_node_count, current_worker_node_count, "
               "total_chunks, model_content_size_in_bytes", Rule.SERVER, "§2.5"),
     ),
+    _IP: (
+        Field("id", Rule.IDENTITY, f"{_CONSUMER_REF} §1.5", "chosen by the user; `*`, `,` and `_none` are refused"),
+        Field("description", Rule.UPDATE, f"{_CONSUMER_REF} §1.2", "a PUT replaces the whole pipeline"),
+        Field("version", Rule.UPDATE, f"{_CONSUMER_REF} §1.2", "stored as sent (a number or a numeric string)"),
+        Field("processors", Rule.UPDATE, f"{_CONSUMER_REF} §1.2, §1.3",
+              "stored as sent; `${model:...}` references resolve to ids"),
+        Field("on_failure", Rule.UPDATE, f"{_CONSUMER_REF} §1.2"),
+    ),
+    _SP: (
+        Field("id", Rule.IDENTITY, f"{_CONSUMER_REF} §2", "chosen by the user; `*`, `,` and `_none` are refused"),
+        Field("description", Rule.UPDATE, f"{_CONSUMER_REF} §2", "a PUT replaces the whole pipeline"),
+        Field("version", Rule.UPDATE, f"{_CONSUMER_REF} §2"),
+        Field("request_processors", Rule.UPDATE, f"{_CONSUMER_REF} §2, §3"),
+        Field("response_processors", Rule.UPDATE, f"{_CONSUMER_REF} §2, §3"),
+        Field("phase_results_processors", Rule.UPDATE, f"{_CONSUMER_REF} §2"),
+    ),
+    _A: (
+        Field("name", Rule.IDENTITY, f"{_CONSUMER_REF} §4.2, §6", "names are not unique on the server: mlsync keeps "
+                                                                  "the id of its agent in the state"),
+        Field("type", Rule.REPLACE, f"{_CONSUMER_REF} §4.1", "2.19 has no update API: every change is a replace "
+                                                             "(a new agent id)"),
+        Field("description", Rule.REPLACE, f"{_CONSUMER_REF} §4.1"),
+        Field("llm", Rule.REPLACE, f"{_CONSUMER_REF} §4.2, §4.3", "parameter values are compared as the server "
+                                                                  "stores them (strings)"),
+        Field("tools", Rule.REPLACE, f"{_CONSUMER_REF} §4.2, §4.3",
+              "`include_output_in_agent_response` defaults to false"),
+        Field("parameters", Rule.REPLACE, f"{_CONSUMER_REF} §4.3", "values stored as strings"),
+        Field("memory", Rule.REPLACE, f"{_CONSUMER_REF} §4.2"),
+        Field("app_type", Rule.REPLACE, f"{_CONSUMER_REF} §4.2"),
+        Field("created_time, last_updated_time, is_hidden, tenant_id", Rule.SERVER, f"{_CONSUMER_REF} §4.3"),
+    ),
 }
 
 KINDS = tuple(TABLE)
@@ -105,7 +138,8 @@ def rule_of(kind: str, key: str) -> Rule:
 
 def markdown() -> str:
     """The table as Markdown: docs/field-rules.md embeds exactly this (a test checks it)."""
-    titles = {_C: "Connectors", _G: "Model groups", _M: "Model versions"}
+    titles = {_C: "Connectors", _G: "Model groups", _M: "Model versions", _IP: "Ingest pipelines",
+              _SP: "Search pipelines", _A: "Agents"}
     out = []
     for kind in KINDS:
         out += [f"### {titles[kind]}", "", "| field | rule | reference | note |", "|---|---|---|---|"]

@@ -27,6 +27,8 @@ class Kind:
     title: str                         # its section heading in a rendered plan
     deployable: bool = False           # has a deploy state (deploy / undeploy actions)
     one_at_a_time_per_group: bool = False   # the server numbers them per group: never two at once in one group
+    consumer: bool = False             # names other objects by id (`${model:...}` references): applied after
+                                       # the deploy phase, searched for ids before anything is deleted
 
     def observed(self, observed: "Observed") -> "dict[str, ObservedObject]":
         """The cluster's objects of this kind, by id."""
@@ -42,9 +44,17 @@ KINDS: tuple[Kind, ...] = (
     # a model version is narrowed further by its content hash (planner)
     Kind("model", 2, "models", "models", lambda s: (s.get("model_group_id"), s.get("name")), "Models",
          deployable=True, one_at_a_time_per_group=True),
+    # consumers of models (docs/references.md): pipelines by their user-chosen id (the observed pool's
+    # key, so no natural key beyond it), agents by name (2.19 has no update: a change is a replace)
+    Kind("ingest_pipeline", 3, "ingest_pipelines", "ingest_pipelines", lambda s: None, "Ingest pipelines",
+         consumer=True),
+    Kind("search_pipeline", 3, "search_pipelines", "search_pipelines", lambda s: None, "Search pipelines",
+         consumer=True),
+    Kind("agent", 4, "agents", "agents", lambda s: s.get("name"), "Agents", consumer=True),
 )
 BY_NAME: dict[str, Kind] = {k.name: k for k in KINDS}
 APPLY_ORDER: tuple[Kind, ...] = tuple(sorted(KINDS, key=lambda k: k.order))
+CONSUMERS: tuple[Kind, ...] = tuple(k for k in APPLY_ORDER if k.consumer)
 DELETE_ORDER: tuple[Kind, ...] = tuple(reversed(APPLY_ORDER))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Optional
 
 from mlsync.core.field_rules import Rule, fields
@@ -234,9 +235,105 @@ def is_deployed(model_source: dict) -> bool:
     return (model_source.get("model_state") or "").upper() in DEPLOYED_STATES
 
 
+# On a cluster of several nodes a deployed model can serve on fewer nodes than ML Commons planned: a node
+# that left and came back (with plugins.ml_commons.model_auto_redeploy.enable false, or its retries spent)
+# or a deploy that failed on one node (task COMPLETED_WITH_ERROR). The sync-up job then writes
+# PARTIALLY_DEPLOYED and planning_worker_node_count > current_worker_node_count (docs/ml-commons-notes.md,
+# "Two nodes"). Deploying again loads it on the missing nodes.
+PARTIAL_STATES = frozenset({"PARTIALLY_DEPLOYED", "PARTIALLY_LOADED"})
+
+
+def partially_deployed(model_source: dict) -> Optional[str]:
+    """Why a deployed model serves on fewer nodes than planned ("state PARTIALLY_DEPLOYED, 1 of 2 nodes"),
+    or None when it is fully deployed or not deployed at all."""
+    state = (model_source.get("model_state") or "").upper()
+    planned, current = (model_source.get("planning_worker_node_count"),
+                        model_source.get("current_worker_node_count"))
+    counts = (f", {current} of {planned} nodes" if isinstance(planned, int) and isinstance(current, int)
+              else "")
+    if state in PARTIAL_STATES:
+        return f"state {state}{counts}"
+    if (state in ("DEPLOYED", "LOADED") and isinstance(planned, int) and isinstance(current, int)
+            and 0 <= current < planned):
+        return f"state {state} but on {current} of {planned} planned nodes"
+    return None
+
+
 def may_be_loaded(model_source: dict) -> bool:
     """Deployed, or failed to deploy and possibly still in a node's memory."""
     return (model_source.get("model_state") or "").upper() in MAYBE_LOADED_STATES
+
+
+# --- consumers of models: pipelines and agents (reference: model-consumers.md) -----------------
+
+INGEST_PIPELINE_KEYS = ("description", "version", "processors", "on_failure")
+SEARCH_PIPELINE_KEYS = ("description", "version", "request_processors", "response_processors",
+                        "phase_results_processors")
+
+
+def pipeline_form(raw: dict, kind: str) -> dict:
+    """An ingest or search pipeline: the server stores the PUT body unchanged and returns it in order
+    (model-consumers.md §1.3, §2), so the form is the body itself, without unset keys."""
+    keys = INGEST_PIPELINE_KEYS if kind == "ingest_pipeline" else SEARCH_PIPELINE_KEYS
+    return {k: json.loads(json.dumps(raw[k])) for k in keys if raw.get(k) is not None}
+
+
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
+def _agent_value(value: Any) -> str:
+    """An agent parameter as the server stores it (every value a string, non-strings as Gson JSON
+    text; §4.3), compared by meaning: JSON objects and lists are re-written compact with sorted keys,
+    so Gson's `\u003d` escapes, spacing and HashMap key order make no difference."""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if text[:1] in ("{", "[") or _NUMBER.fullmatch(text):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(parsed, float):   # Java writes 1e7 as "1.0E7", Python as "10000000.0"
+            return repr(parsed)
+        return json.dumps(parsed, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    return text
+
+
+def _agent_params(params: Any) -> Optional[dict]:
+    if not isinstance(params, dict) or not params:
+        return None   # the server omits an empty map
+    return {k: _agent_value(v) for k, v in params.items()}
+
+
+def agent_form(raw: dict) -> dict:
+    """An agent, from the file or from the server's _source: parameter maps stringified, `type` in
+    lower case, the tool flag the server always writes filled in, empty maps and lists and the
+    server's own fields (times, is_hidden, tenant_id) dropped (model-consumers.md §4.3)."""
+    llm = raw.get("llm")
+    if isinstance(llm, dict):
+        llm = _drop_none({"model_id": llm.get("model_id"), "parameters": _agent_params(llm.get("parameters"))})
+    tools = []
+    for t in raw.get("tools") or []:
+        tools.append(_drop_none({
+            "type": t.get("type"), "name": t.get("name"), "description": t.get("description"),
+            "parameters": _agent_params(t.get("parameters")),
+            "include_output_in_agent_response": bool(t.get("include_output_in_agent_response", False)),
+            "config": _agent_params(t.get("config")),
+        }))
+    memory = raw.get("memory")
+    form = {
+        "name": raw.get("name"),
+        "type": _lower(raw.get("type")),
+        "description": raw.get("description"),
+        "llm": llm or None,
+        "tools": tools or None,
+        "parameters": _agent_params(raw.get("parameters")),
+        "memory": _drop_none(dict(memory)) if isinstance(memory, dict) else None,
+        "app_type": raw.get("app_type"),
+    }
+    return _drop_none(form)
+
+
+def consumer_form(kind: str, raw: dict) -> dict:
+    return agent_form(raw) if kind == "agent" else pipeline_form(raw, kind)
 
 
 # --- request bodies ----------------------------------------------------------------------------
@@ -259,6 +356,8 @@ def request_body(change, *, refs: dict[str, str], credential: Optional[dict[str,
         return body
     if kind == "model_group":
         return dict(after)
+    if kind in ("ingest_pipeline", "search_pipeline", "agent"):
+        return dict(after)   # references were resolved by the executor (run/steps/consumers.py)
     # model
     body = {k: v for k, v in after.items() if k != "connector"}
     connector = after.get("connector")

@@ -34,6 +34,9 @@ class Observed:
     connectors: dict[str, ObservedObject] = field(default_factory=dict)   # by id
     groups: dict[str, ObservedObject] = field(default_factory=dict)       # by id
     models: dict[str, ObservedObject] = field(default_factory=dict)       # by id; meta docs only, no chunks
+    ingest_pipelines: dict[str, ObservedObject] = field(default_factory=dict)   # by pipeline id (every one)
+    search_pipelines: dict[str, ObservedObject] = field(default_factory=dict)   # by pipeline id (every one)
+    agents: dict[str, ObservedObject] = field(default_factory=dict)       # by agent id (every visible one)
     cluster_version: Optional[str] = None
     model_access_control: bool = False       # access fields on groups are only accepted when True
     connector_access_control: bool = False   # likewise for connectors
@@ -41,8 +44,11 @@ class Observed:
 
     def fingerprints(self) -> dict[str, str]:
         out = {}
-        for objs in (self.connectors, self.groups, self.models):
+        for objs in (self.connectors, self.groups, self.models, self.agents):
             out.update({i: o.fingerprint for i, o in objs.items()})
+        # pipeline ids are the user's: an ingest and a search pipeline may share one
+        for kind, objs in (("ingest_pipeline", self.ingest_pipelines), ("search_pipeline", self.search_pipelines)):
+            out.update({f"{kind}:{i}": o.fingerprint for i, o in objs.items()})
         return out
 
 
@@ -54,9 +60,10 @@ class RegisterResult:
 
 @dataclass(frozen=True)
 class StateDocument:
-    body: dict
-    seq_no: int
+    body: dict                 # the stack's state in one-document form (a layout-2 head joined with its parts)
+    seq_no: int                # of the head document
     primary_term: int
+    parts: Optional[dict] = None   # layout 2: the part documents as stored, by id (what the next save diffs against)
 
 
 class ClusterPort(Protocol):
@@ -90,6 +97,22 @@ class ClusterPort(Protocol):
     def undeploy_model(self, model_id: str) -> None: ...
     def delete_model(self, model_id: str) -> None: ...                           # a missing model is not an error
 
-    # the stack's state document (index mlsync-state)
+    # consumers of models (docs/references.md): pipelines are PUT whole (create or replace) under
+    # their own id; agents have no update in 2.19 (register a new one, delete the old one)
+    def put_pipeline(self, kind: str, pipeline_id: str, body: dict) -> None: ...   # kind: ingest_pipeline | search_pipeline
+    def delete_pipeline(self, kind: str, pipeline_id: str) -> None: ...           # a missing pipeline is not an error
+    def register_agent(self, body: dict) -> str: ...                              # -> agent_id
+    def delete_agent(self, agent_id: str) -> None: ...                            # a missing agent is not an error
+
+    # the stack's state (index mlsync-state): a head document, and in layout 2 one document per resource
+    # and journal entry (mlsync.core.state.split). read_state: the head, joined with its parts when it
+    # is layout 2 (reading them sees every acknowledged write). write_state: the head, conditionally on
+    # (seq_no, primary_term), then `parts` (id -> body, None deletes) in one bulk request.
+    # write_state_parts: parts alone (migration: before the head switches to layout 2); `replace` also
+    # deletes the stack's other parts.
     def read_state(self, stack: str) -> Optional[StateDocument]: ...
-    def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int]) -> StateDocument: ...
+    def write_state(self, stack: str, body: dict, seq_no: Optional[int], primary_term: Optional[int],
+                    parts: Optional[dict] = None) -> StateDocument: ...
+    def write_state_parts(self, stack: str, parts: dict, replace: bool = False) -> None: ...
+    # every stack's ownership, in one search: stack -> its document's `stack`, `resources` (ids) and `journal`
+    def search_states(self) -> dict[str, dict]: ...

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from mlsync.core.address import Address
 from mlsync.core.secrets import MASK, Secret
 
-FORMAT_VERSION = "1.2"   # 1.1: reason_codes; 1.2: digest (docs/plan-format.md)
+FORMAT_VERSION = "1.3"   # 1.1: reason_codes; 1.2: digest; 1.3: consumer kinds, template (docs/plan-format.md)
 DIGEST_PREFIX = "sha256:"
 KNOWN_AFTER_APPLY = "(known after apply)"
 
@@ -67,6 +67,8 @@ class Reason(str, Enum):
     DESTROY_REQUESTED = "destroy_requested"              # delete: `mlsync destroy` / `plan --destroy`
     ALREADY_GONE = "already_gone"                        # delete: gone from the cluster already; forget it
     UNMANAGED_VERSIONS = "unmanaged_versions"            # a managed group holds versions mlsync does not manage
+    REFERENCE_MOVED = "reference_moved"                  # a consumer's reference now names another id (docs/references.md)
+    NO_UPDATE_API = "no_update_api"                      # replace: the server has no update call for the kind (agents)
     UP_TO_DATE = "up_to_date"                            # no-op
     # Changes the apply driver makes up itself (never in a plan)
     RESUME = "resume"                                    # resume an interrupted apply
@@ -103,6 +105,7 @@ class ResourceChange:
     deployed: Optional[bool] = None       # observed deploy state
     artifact: Optional[dict] = None       # local upload: {"path", "sha256", "size"}
     credential_fingerprint: Optional[str] = None  # keyed fingerprint of the desired credential
+    template: Optional[dict] = None       # consumers: `after` with its `${model:...}` references unresolved
 
     @property
     def kind(self) -> str:
@@ -133,6 +136,7 @@ class ResourceChange:
             "deployed": self.deployed,
             "artifact": self.artifact,
             "credential_fingerprint": self.credential_fingerprint,
+            **({"template": self.template} if self.template is not None else {}),
         }
 
     @classmethod
@@ -153,6 +157,7 @@ class ResourceChange:
             deployed=d.get("deployed"),
             artifact=d.get("artifact"),
             credential_fingerprint=d.get("credential_fingerprint"),
+            template=d.get("template"),
         )
 
     def planned_values(self, *, credentials: bool = True) -> dict:
@@ -177,6 +182,7 @@ class ResourceChange:
             "deployed": self.deployed,
             "artifact": self.artifact,
             "credential_fingerprint": cred(self.credential_fingerprint),
+            **({"template": self.template} if self.template is not None else {}),
         }
 
 

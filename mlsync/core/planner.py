@@ -6,24 +6,27 @@ testable table by table and what lets a saved plan be checked for staleness.
 Identity: the stack's state first (address -> server id), then the natural key (connector and group
 by name; a model version by group, model name and content hash; a remote model by group and name).
 A natural-key match of an object the state does not know is an adoption, never a duplicate
-registration; two candidates are an error that says how to choose (`mlsync import`).
+registration; two candidates are an error that says how to choose (`mlsync import`). An object
+another stack manages (`PlanOptions.owners`) is never adopted, changed or deleted: the plan fails
+naming the owner (docs/export-import.md, "One object, one stack").
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable, Mapping, Optional
 
 from deepdiff import DeepDiff
 
-from mlsync.core import kinds, normalize
+from mlsync.core import kinds, normalize, references
 from mlsync.core.address import Address
 from mlsync.core.desired import DesiredResource, DesiredState, of_kind
 from mlsync.core.errors import PlanError
 from mlsync.core.observed import Observed, ObservedObject
 from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
 from mlsync.core.secrets import MASK, fingerprint
-from mlsync.core.state import DELETE_REPLACED, StackState
+from mlsync.core.state import DELETE_REPLACED, Owner, StackState
 
 ACCESS_KEYS = ("access_mode", "backend_roles")
 # Fields the server cannot clear (blank is ignored, merges keep old keys): leaving them out of the
@@ -44,6 +47,12 @@ Why = list[tuple[Reason, str]]
 @dataclass(frozen=True)
 class PlanOptions:
     destroy: bool = False       # plan the deletion of everything the stack manages
+    # plan undeploys and deletes of models, connectors and agents that pipelines or agents this stack
+    # does not manage still name (`--allow-in-use`; docs/references.md): otherwise such a plan fails
+    allow_in_use: bool = False
+    # server id -> the other stack that manages it (`StateStore.owners`): never adopted, changed or
+    # deleted by this plan, which fails naming the owner instead (one object, one stack)
+    owners: Mapping[str, Owner] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +68,7 @@ class _Ctx:
     # Built once per plan, so that planning stays linear in the number of objects (10,000 and more):
     natural_index: dict[str, dict] = field(default_factory=dict)   # kind -> natural key -> objects
     connector_names: Optional[dict[str, str]] = None               # connector id -> name (see _connector_names)
+    planned: dict[str, ResourceChange] = field(default_factory=dict)  # address str -> change, as planned so far
 
 
 def plan(desired: DesiredState, observed: Observed, state: StackState, options: PlanOptions = PlanOptions()) -> Plan:
@@ -66,15 +76,23 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
     # the stack's objects, and the old versions its journal still has to retire (superseded by a replace)
     ctx.claimed |= {r.id for r in state.resources.values()}
     ctx.claimed |= {j.object_id for j in state.journal if j.operation == DELETE_REPLACED and j.object_id}
+    _check_shared(ctx)
     wanted = {} if options.destroy else desired.resources
 
-    planners = {"connector": _plan_connector, "model_group": _plan_group, "model": _plan_model}
-    by_kind = {k.name: {str(r.address): planners[k.name](ctx, r) for r in of_kind(wanted, k.name)}
-               for k in kinds.APPLY_ORDER}
+    planners = {"connector": _plan_connector, "model_group": _plan_group, "model": _plan_model,
+                "ingest_pipeline": _plan_consumer, "search_pipeline": _plan_consumer, "agent": _plan_consumer}
+    by_kind: dict[str, dict[str, ResourceChange]] = {}
+    for k in kinds.APPLY_ORDER:
+        # consumers resolve their references from what is planned before them (agents: innermost first)
+        todo = of_kind(wanted, k.name)
+        by_kind[k.name] = {}
+        for r in (_innermost_first(todo) if k.name == "agent" else todo):
+            by_kind[k.name][str(r.address)] = ctx.planned[str(r.address)] = planners[k.name](ctx, r)
     by_kind["model"] = _redeploy_for_connector_updates(ctx, by_kind["connector"], by_kind["model"])
     changes = [c for k in kinds.APPLY_ORDER for c in by_kind[k.name].values()]
     changes += _plan_deletes(ctx, wanted)
     changes = _check_unmanaged_versions(ctx, changes)
+    _check_in_use(ctx, changes)
 
     if ctx.errors:
         raise PlanError(ctx.errors)
@@ -105,7 +123,8 @@ def _read_fingerprints(ctx: _Ctx, changes: Iterable[ResourceChange]) -> dict[str
     """Fingerprints of every object the plan depends on (all matched objects plus each group's
     models), so `apply PLANFILE` can refuse a plan whose world moved."""
     all_fps = ctx.observed.fingerprints()
-    ids = {c.server_id for c in changes if c.server_id}
+    ids = {(f"{c.kind}:{c.server_id}" if c.kind.endswith("_pipeline") else c.server_id)
+           for c in changes if c.server_id}
     return {i: all_fps[i] for i in sorted(ids) if i in all_fps}
 
 
@@ -135,6 +154,11 @@ def _match(ctx: _Ctx, address: Address, kind: str, key,
         return None, True, f"deleted outside mlsync (id {rs.id} no longer exists)"
     found = _natural_candidates(ctx, kind, key) if key is not None else []
     candidates = [o for o in found if o.id not in ctx.claimed and (natural is None or natural(o))]
+    owned = [o for o in candidates if o.id in ctx.options.owners]
+    candidates = [o for o in candidates if o.id not in ctx.options.owners]
+    if owned and not candidates:
+        ctx.errors.append(_owned_error(ctx, address, owned[0]))
+        return None, False, None
     if len(candidates) > 1:
         ids = ", ".join(sorted(o.id for o in candidates))
         ctx.errors.append(f"{address}: {len(candidates)} unmanaged objects match it ({ids}); choose one with "
@@ -144,6 +168,35 @@ def _match(ctx: _Ctx, address: Address, kind: str, key,
         ctx.claimed.add(candidates[0].id)
         return candidates[0], False, None
     return None, False, None
+
+
+def _owned_error(ctx: _Ctx, address: Address, obj: ObservedObject) -> str:
+    """A natural-key match that another stack manages: never adopted (SPEC §5: one object, one stack)."""
+    owner = ctx.options.owners[obj.id]
+    name = obj.source.get("name")
+    return (f"{address}: the {address.kind.replace('_', ' ')} named {name!r} on the cluster (id {obj.id}) is managed by stack "
+            f"{owner.stack!r} (as {owner.address}); a stack never takes over another stack's objects. Give it "
+            f"another name in this file, or move it to this stack explicitly: {owner.how_to_release()}, then "
+            f"`mlsync import --stack {_quote(ctx.state.stack)} {_quote(str(address))} {obj.id}`")
+
+
+def _check_shared(ctx: _Ctx) -> None:
+    """An object this stack's state manages that another stack manages too (states written before
+    ownership was checked, or edited by hand): neither may change or delete it until one lets go."""
+    for addr, rs in sorted(ctx.state.resources.items()):
+        owner = ctx.options.owners.get(rs.id)
+        if owner is not None:
+            ctx.errors.append(
+                f"{addr}: id {rs.id} is managed by this stack and by stack {owner.stack!r} (as {owner.address}); "
+                f"an object must have one owner, so this plan neither changes nor deletes it. Let go of it in the "
+                f"stack that should not manage it: `mlsync state rm --stack {_quote(ctx.state.stack)} "
+                f"{_quote(addr)}` (here) or {owner.how_to_release()}")
+
+
+def _quote(text: str) -> str:
+    """`text` as one shell word."""
+    import shlex
+    return shlex.quote(text)
 
 
 # --- field diffs -------------------------------------------------------------------------------
@@ -333,6 +386,8 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     def same_artifact(o: ObservedObject) -> bool:
         if r.address.version is None:   # remote: one per (group, name)
             return True
+        if after.get("function_name") == "REMOTE":   # a version of a remote family: the server's number
+            return str(o.source.get("model_version")) == r.address.version    # is its label (export writes it)
         return bool(want_hash) and o.source.get("model_content_hash_value") == want_hash
 
     key = (group_id, r.address.name) if group_id is not None else None
@@ -357,6 +412,7 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     if cred_drift:
         fields.append(FieldChange("connector.credential", MASK, MASK, sensitive=True))
     deployed = normalize.is_deployed(src)
+    partial = normalize.partially_deployed(src) if deployed else None
     function = after.get("function_name")
     cannot_update: Optional[Reason] = None     # set: replace instead of updating in place
     if any(f.forces_replace for f in fields):
@@ -393,11 +449,14 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
             actions.append(Action.DEPLOY)
             why.append((Reason.NOT_DEPLOYED,
                         "not deployed" + (f" (state {src.get('model_state')})" if src.get("model_state") else "")))
+        elif r.deploy and partial:   # deploying again loads it on the nodes that lack it
+            actions.append(Action.DEPLOY)
+            why.append((Reason.NOT_DEPLOYED, f"partially deployed ({partial})"))
         elif not r.deploy and deployed:
             actions.append(Action.UNDEPLOY)
             why.append((Reason.DEPLOYED_UNWANTED,
                         f"deployed (state {src.get('model_state')}) but the file says deploy: false"))
-    deploy_drift = (managed and cannot_update is None and bool(r.deploy) != deployed
+    deploy_drift = (managed and cannot_update is None and (bool(r.deploy) != deployed or bool(r.deploy and partial))
                     and deploy_drifted(rs, bool(r.deploy)))
     if cred_drift:
         why.append((Reason.CREDENTIAL_CHANGED, CREDENTIAL_REASON))
@@ -499,6 +558,193 @@ def _replace(change: ResourceChange, **kw) -> ResourceChange:
     return replace(change, **kw)
 
 
+# --- consumers of models: pipelines and agents (docs/references.md) ----------------------------
+
+# A target whose change has one of these actions gets a new id in this apply.
+_NEW_ID = (Action.REGISTER, Action.REPLACE, Action.CREATE)
+
+
+def _innermost_first(resources: list[DesiredResource]) -> list[DesiredResource]:
+    """Agents ordered so that an agent comes after the agents its `${agent:...}` references name
+    (validation refuses cycles; a cycle left over is planned in file order)."""
+    by_addr = {str(r.address): r for r in resources}
+    out: list[DesiredResource] = []
+    seen: set[str] = set()
+
+    def visit(r: DesiredResource, trail: frozenset) -> None:
+        a = str(r.address)
+        if a in seen or a in trail:
+            return
+        for dep in r.depends_on:
+            if dep in by_addr:
+                visit(by_addr[dep], trail | {a})
+        seen.add(a)
+        out.append(r)
+    for r in resources:
+        visit(r, frozenset())
+    return out
+
+
+def _target_id(ctx: _Ctx, address: Address) -> Optional[str]:
+    """The id a reference to `address` resolves to at plan time; None: known after apply."""
+    ch = ctx.planned.get(str(address))
+    if ch is None or any(a in ch.actions for a in _NEW_ID):
+        return None
+    return ch.server_id
+
+
+def _label_of(ctx: _Ctx, object_id) -> str:
+    """What an id is, for a moved reference: the stack's address, else the observed object's name."""
+    if not isinstance(object_id, str):
+        return "?"
+    for addr, rs in ctx.state.resources.items():
+        if rs.id == object_id:
+            return addr
+    for j in ctx.state.journal:
+        if j.object_id == object_id:
+            return f"{j.address}, superseded"
+    for k in kinds.KINDS:
+        obj = k.observed(ctx.observed).get(object_id)
+        if obj is not None and k.name in ("model", "connector", "agent"):
+            version = obj.source.get("model_version")
+            return f"{k.name} {obj.source.get('name')!r}" + (f" version {version}" if version else "")
+    return "not on the cluster" if object_id != references.KNOWN_AFTER_APPLY else "new"
+
+
+def _moved(ctx: _Ctx, template: dict, before: Optional[dict], after: dict) -> list[str]:
+    """`path: "old-id" (what it was) → "new-id" (address)` for each reference whose value changes."""
+    out = []
+    for path, kind, body in references.found(template):
+        old, new = references.at(before, path) if before else None, references.at(after, path)
+        if old == new or old is None:
+            continue   # unchanged, or not there before (a field change, not a move)
+        target = references.address_of(kind, body)
+        out.append(f"{_path(list(path))}: {json.dumps(old)} ({_label_of(ctx, old)}) → {json.dumps(new)} ({target})")
+    return list(dict.fromkeys(out))
+
+
+def _resolve(ctx: _Ctx, r: DesiredResource) -> dict:
+    """The consumer's form with its references resolved to ids (or "(known after apply)"); an unknown
+    target (a file that skipped validation) is a plan error."""
+    for target in references.targets(r.form):
+        if target not in ctx.desired.resources:
+            ctx.errors.append(f"{r.address}: names {target}, which the file does not declare")
+        elif target.kind == "model" and not ctx.desired.resources[target].deploy:
+            ctx.warnings.append(f"{r.address}: names {target}, which the file does not deploy; it cannot serve "
+                                "until that version is deployed")
+    return references.resolve(r.form, lambda a: _target_id(ctx, a))
+
+
+def _plan_consumer(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
+    """An ingest or search pipeline (PUT by id: create or replace in place) or an agent (no update API in
+    2.19: any change registers a new agent and deletes the old one)."""
+    kind, agent = r.address.kind, r.address.kind == "agent"
+    template = r.form
+    after = _resolve(ctx, r)
+    if agent:
+        obj, managed, note = _match(ctx, r.address, kind, r.address.name)
+    else:
+        obj, managed, note = _match(ctx, r.address, kind, None)
+        if obj is None and not managed:
+            obj = _observed_pool(ctx, kind).get(r.address.name)
+            owner = getattr(ctx.options, "owners", {}).get(r.address.name) if obj is not None else None
+            if owner is not None:
+                ctx.errors.append(f"{r.address}: the {kind} {r.address.name!r} is managed by stack {owner.stack!r} "
+                                  f"(as {owner.address}); a stack never takes over another stack's objects")
+                obj = None
+    common = dict(after=after, template=template, depends_on=r.depends_on)
+    if obj is None:
+        return ResourceChange(r.address, (Action.CREATE,), **_because(_absent(note, "not on the cluster")),
+                              drift=bool(note), **common)
+    ctx.ids[str(r.address)] = obj.id
+    ctx.claimed.add(obj.id)
+    before = normalize.consumer_form(kind, obj.source)
+    fields = diff_forms(before, after, replace_fields=tuple(before) + tuple(after) if agent else ())
+    why: Why = []
+    if not managed:
+        why.append((Reason.UNMANAGED_MATCH, f"unmanaged {kind.replace('_', ' ')} with the same "
+                                            f"{'name' if agent else 'id'}"))
+    moved = _moved(ctx, template, before, after)
+    if moved:
+        why.append((Reason.REFERENCE_MOVED, "references move: " + ", ".join(moved)))
+        if kind == "ingest_pipeline" and any(k == "model" for _, k, _ in references.found(template)):
+            ctx.warnings.append(f"{r.address}: its embedding model changes ({'; '.join(moved)}); documents already "
+                                "indexed keep the embeddings of the old model: reindex them (or re-run the pipeline "
+                                "over them) so that old and new vectors are comparable")
+    dangling = _dangling(ctx, template, before)
+    if dangling:
+        ctx.warnings.append(f"{r.address}: names {', '.join(dangling)}, which no longer exist(s) on the cluster; "
+                            "it fails until this plan is applied")
+    others = [f.path for f in fields if not any(f.path.startswith(m.split(":")[0]) for m in moved)]
+    if others:
+        why.append((Reason.FIELDS_DIFFER, "fields differ: " + ", ".join(others)))
+    if fields and agent:
+        why.append((Reason.NO_UPDATE_API, "agents cannot be updated in 2.19: registered again with a new id, "
+                                          "the old one deleted after the apply"))
+        actions: tuple[Action, ...] = (Action.REPLACE,)
+    else:
+        actions = tuple(([Action.ADOPT] if not managed else []) + ([Action.UPDATE] if fields else [])) or (Action.NOOP,)
+    edited = managed and bool(fields) and (_drift(ctx, r.address, before, after) or bool(dangling))
+    return ResourceChange(r.address, actions, **_because(why), server_id=obj.id, before=before,
+                          field_changes=fields, drift=edited, **common)
+
+
+def _dangling(ctx: _Ctx, template: dict, before: dict) -> list[str]:
+    """The ids a consumer on the cluster names where its references are that no object has any more."""
+    out = []
+    for path, kind, _ in references.found(template):
+        if not references.REFERENCE.fullmatch(references.at(template, path)):
+            continue                           # an id inside a longer string (a prompt): not checked
+        old = references.at(before, path)
+        if isinstance(old, str) and old and old not in kinds.kind(kind).observed(ctx.observed):
+            out.append(f"{kind} {old}")
+    return list(dict.fromkeys(out))
+
+
+def _check_in_use(ctx: _Ctx, changes: list[ResourceChange]) -> None:
+    """Nothing in use is deleted: before a model version, connector or agent is undeployed or deleted
+    (replaced ones included), every pipeline and agent on the cluster is searched for its id, under any
+    key and inside strings. A consumer this plan re-points or deletes is fine; any other makes the plan
+    fail (or, with `allow_in_use`, warn) with the list of consumers."""
+    leaving: dict[str, str] = {}
+    undeployed: set[str] = set()     # only undeployed: the file's own consumers may name it (a plan warning)
+    for c in changes:
+        if not c.server_id or c.kind not in ("model", "connector", "agent"):
+            continue
+        if Action.DELETE in c.actions or Action.REPLACE in c.actions:
+            leaving[c.server_id] = f"{c.address} (id {c.server_id}, {'replaced' if Action.DELETE not in c.actions else 'deleted'})"
+        elif Action.UNDEPLOY in c.actions and Action.DEPLOY not in c.actions:
+            leaving[c.server_id] = f"{c.address} (id {c.server_id}, undeployed)"
+            undeployed.add(c.server_id)
+    if not leaving:
+        return
+    by_id = {(c.kind, c.server_id): c for c in changes if c.server_id and kinds.kind(c.kind).consumer}
+    blocked: dict[str, list[str]] = {}
+    for k in kinds.CONSUMERS:
+        for oid, obj in sorted(k.observed(ctx.observed).items()):
+            used = references.ids_used(obj.source, set(leaving))
+            if not used:
+                continue
+            mine = by_id.get((k.name, oid))
+            if mine is not None and Action.DELETE in mine.actions:
+                continue                       # deleted by this plan, before what it names
+            if mine is not None and Action.REPLACE not in mine.actions:
+                used = references.ids_used(mine.after or {}, used - undeployed)   # what it still names after
+            elif mine is not None:
+                used = set()                   # an agent registered again with the new ids, the old one deleted
+            label = f'{k.name}["{oid}"]' if k.name != "agent" else f"agent {obj.source.get('name')!r} (id {oid})"
+            for i in used:
+                blocked.setdefault(i, []).append(label + (" (managed by this stack)" if mine is not None else ""))
+    for object_id, users in sorted(blocked.items()):
+        text = (f"{leaving[object_id]} is still named by {len(users)} pipeline(s)/agent(s) that this plan does "
+                f"not re-point: {', '.join(users)}")
+        if ctx.options.allow_in_use:
+            ctx.warnings.append(text + " (--allow-in-use: they will name an id that no longer serves)")
+        else:
+            ctx.errors.append(text + "; point them elsewhere (or manage them in this file with ${model:...} "
+                                     "references), or pass --allow-in-use to proceed anyway")
+
+
 # --- deletes -----------------------------------------------------------------------------------
 
 def _observed_pool(ctx: _Ctx, kind: str) -> dict[str, ObservedObject]:
@@ -527,6 +773,7 @@ def _plan_deletes(ctx: _Ctx, wanted: dict) -> list[ResourceChange]:
         why = ([(Reason.DESTROY_REQUESTED, "destroy requested")] if ctx.options.destroy else
                [(Reason.NOT_IN_FILE, "no longer in the file")])
         before = (observed_model_form(ctx, obj.source) if address.kind == "model" else
+                  normalize.consumer_form(address.kind, obj.source) if kinds.kind(address.kind).consumer else
                   normalize.group_form(obj.source, access_control=ctx.observed.model_access_control)
                   if address.kind == "model_group" else
                   normalize.connector_form(obj.source, access_control=ctx.observed.connector_access_control))

@@ -7,13 +7,17 @@ no secret: credentials only as keyed fingerprints.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import re
 import secrets as _secrets
 from dataclasses import dataclass, field, asdict
 from typing import Callable, Optional, Protocol
 
-from mlsync.core.errors import MalformedDocument
+from mlsync.core.errors import MalformedDocument, MlsyncError
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2                  # the newest format this mlsync reads (a newer one is refused)
+SINGLE_FORMAT = 1                 # the whole state as one document: `to_json`, --state-file, layout 1 on the cluster
+SPLIT_FORMAT = 2                  # a head document plus one document per resource and per journal entry (`split`)
 DELETE_REPLACED = "delete_replaced"   # journal operation: an old version a replace superseded, still to retire
 DEFAULT_LOCK_TTL = 300.0          # seconds an apply's lease lasts unless renewed
 
@@ -81,7 +85,7 @@ class StackState:
 
     def to_json(self) -> dict:
         return {
-            "format": STATE_FORMAT,
+            "format": SINGLE_FORMAT,
             "stack": self.stack,
             "serial": self.serial,
             "fingerprint_key": self.fingerprint_key,
@@ -192,7 +196,7 @@ def _type_name(value: object) -> str:
 _LOCK_FIELDS = frozenset(Lock.__dataclass_fields__)
 _RESOURCE_FIELDS = frozenset(ResourceState.__dataclass_fields__)
 _JOURNAL_FIELDS = frozenset(JournalEntry.__dataclass_fields__)
-_TOP_FIELDS = frozenset({"format", "stack", "serial", "fingerprint_key", "resources", "journal", "lock"})
+_TOP_FIELDS = frozenset({"format", "layout", "gen", "stack", "serial", "fingerprint_key", "resources", "journal", "lock"})
 
 
 @dataclass(frozen=True)
@@ -241,6 +245,123 @@ def owners_of(states: "dict[str, object]", exclude_stack: Optional[str] = None,
                 found.append((object_id, Owner(stack, jf.get("address", str), pending=True)))
         for object_id, owner in found:
             out.setdefault(object_id, owner)
+    return out
+
+
+# --------------------------------------------------------------------------- layout 2: split documents
+#
+# On the cluster a stack's state is a head document (id: the stack) holding the format, the layout,
+# the serial, the fingerprint key and the lease, plus one document per managed resource
+# (`<stack>/r/<sha256(address)[:32]>`) and one per journal entry (`<stack>/j/<op_id>`). A save writes
+# the head (conditionally: the lease fences it) and then only the parts that changed, so its size
+# follows the change, not the stack (docs/architecture.md, "State and secrets"). These functions
+# convert between that layout and the one-document form `StackState.to_json` / `from_json` use.
+
+LAYOUT_SPLIT = 2
+PART_RESOURCE, PART_JOURNAL = "resource", "journal"
+_PART_SUFFIX = re.compile(r"/[rj]/[0-9a-f]{32}\Z")
+
+
+def is_split(body: dict) -> bool:
+    """Whether a stored head document is layout 2 (its resources and journal live in parts)."""
+    layout = body.get("layout")
+    return isinstance(layout, int) and not isinstance(layout, bool) and layout >= LAYOUT_SPLIT
+
+
+def part_id(stack: str, part: str, key: str) -> str:
+    """The id of a resource part (key: its address) or a journal part (key: its op_id)."""
+    if part == PART_RESOURCE:
+        return f"{stack}/r/{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    return f"{stack}/j/{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+def head_of(body: dict) -> dict:
+    """The head document of a joined layout-2 body (what `write_state` wrote); a layout-1 body as it is."""
+    if not is_split(body):
+        return body
+    return {k: v for k, v in body.items() if k not in ("resources", "journal")}
+
+
+def split(body: dict, previous: Optional[dict[str, dict]] = None) -> tuple[dict, dict[str, dict]]:
+    """A one-document state (`StackState.to_json()`) -> (head, parts by id). Journal parts carry `n`,
+    their place in the journal's order: kept from `previous` (the parts as stored) where that still
+    keeps the order, so that a save rewrites only the entries that changed."""
+    stack = body["stack"]
+    if _PART_SUFFIX.search(stack):
+        raise MlsyncError(f"stack {stack!r}: the name ends like the id of a state part (/r/ or /j/ and 32 hex "
+                          f"digits), which the state index cannot tell from one; rename the stack")
+    previous = previous or {}
+    head = {k: v for k, v in body.items() if k not in ("resources", "journal")}
+    # `gen` ties parts to this head: a stack whose head was deleted by hand and made anew (a new key)
+    # never reads the parts the old one left behind (a save after a read that saw them deletes them)
+    gen = hashlib.sha256(f"mlsync-state-gen:{body['fingerprint_key']}".encode()).hexdigest()[:16]
+    head["format"], head["layout"], head["gen"] = SPLIT_FORMAT, LAYOUT_SPLIT, gen
+    parts: dict[str, dict] = {}
+    for address, r in body.get("resources", {}).items():
+        parts[part_id(stack, PART_RESOURCE, address)] = {"stack": stack, "part": PART_RESOURCE, "gen": gen, **r,
+                                                         "address": address}
+    top = max((p["n"] for p in previous.values() if isinstance(p.get("n"), int)), default=-1)
+    last = -1
+    for j in body.get("journal", []):
+        pid = part_id(stack, PART_JOURNAL, j["op_id"])
+        n = previous.get(pid, {}).get("n")
+        if not isinstance(n, int) or n <= last:
+            top += 1
+            n = top
+        last = n
+        parts[pid] = {"stack": stack, "part": PART_JOURNAL, "gen": gen, "n": n, **j}
+    return head, parts
+
+
+def join(head: dict, parts: dict[str, dict]) -> dict:
+    """A layout-2 head and its parts -> the one-document form `StackState.from_json` reads. Parts of
+    another generation than the head's are left out; a part of the wrong shape raises
+    `MalformedDocument` naming it."""
+    stack = head.get("stack")
+    body = dict(head)
+    resources: dict[str, dict] = {}
+    journal: list[tuple[int, str, dict]] = []
+    for pid, raw in parts.items():
+        where = f"state of stack {stack!r}, document {pid!r}"
+        if not isinstance(raw, dict):
+            raise MalformedDocument(where, "(document)", f"is {_type_name(raw)}, not an object")
+        if raw.get("gen") != head.get("gen"):
+            continue
+        p = dict(raw)
+        kind = p.pop("part", None)
+        p.pop("stack", None)
+        p.pop("gen", None)
+        if kind == PART_RESOURCE:
+            address = p.get("address")
+            if not isinstance(address, str):
+                raise MalformedDocument(where, "address", "is missing" if address is None
+                                        else f"is {_type_name(address)}, not a string")
+            resources[address] = p
+        elif kind == PART_JOURNAL:
+            n = p.pop("n", None)
+            if not isinstance(n, int) or isinstance(n, bool):
+                raise MalformedDocument(where, "n", "is missing" if n is None else f"is {_type_name(n)}, not an integer")
+            journal.append((n, pid, p))
+        else:
+            raise MalformedDocument(where, "part", f"is {kind!r}, not {PART_RESOURCE!r} or {PART_JOURNAL!r}")
+    body["resources"] = {a: resources[a] for a in sorted(resources)}
+    body["journal"] = [p for _, _, p in sorted(journal, key=lambda t: (t[0], t[1]))]
+    return body
+
+
+class StatePartsNotWritten(MlsyncError):
+    """A save's head landed but its parts did not (all or some): the state holds less than the caller
+    asked to save. `seq_no` / `primary_term` are the head's, as written."""
+
+    def __init__(self, stack: str, seq_no: int, primary_term: int, cause: Exception) -> None:
+        super().__init__(f"the state of stack {stack!r} was saved only in part: {cause}")
+        self.seq_no, self.primary_term, self.cause = seq_no, primary_term, cause
+
+
+def diff_parts(before: dict[str, dict], after: dict[str, dict]) -> dict[str, Optional[dict]]:
+    """What a save sends: the parts that are new or changed, and None for each part that is gone."""
+    out: dict[str, Optional[dict]] = {pid: p for pid, p in after.items() if before.get(pid) != p}
+    out.update({pid: None for pid in before if pid not in after})
     return out
 
 

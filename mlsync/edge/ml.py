@@ -164,3 +164,37 @@ class MLCalls(UsesTransport):
                 log.debug("model %s: already deleted, chunk docs still being removed", model_id)
                 return
             raise
+
+    # ------------------------------------------------------------------ consumers: pipelines and agents
+
+    def put_pipeline(self, kind: str, pipeline_id: str, body: dict) -> None:
+        """PUT the whole pipeline: create or replace, the same answer for both (idempotent)."""
+        if kind == "ingest_pipeline":
+            self._call("put ingest pipeline", pipeline_id,
+                       lambda: self._client.ingest.put_pipeline(id=pipeline_id, body=body), body)
+        else:
+            self._call("put search pipeline", pipeline_id,
+                       lambda: self._client.search_pipeline.put(id=pipeline_id, body=body), body)
+
+    def delete_pipeline(self, kind: str, pipeline_id: str) -> None:
+        """A missing pipeline (404 "pipeline [x] is missing") is not an error."""
+        what = "ingest" if kind == "ingest_pipeline" else "search"
+        call = (self._client.ingest.delete_pipeline if kind == "ingest_pipeline"
+                else self._client.search_pipeline.delete)
+        try:
+            self._call(f"delete {what} pipeline", pipeline_id, lambda: call(id=pipeline_id))
+        except ClusterError as err:
+            if err.status != 404:
+                raise
+
+    def register_agent(self, body: dict) -> str:
+        resp = self._call("register agent", _named(body), lambda: self._ml_once.register_agents(body=body), body)
+        return field(resp, "agent_id", "register agent", _named(body))
+
+    def delete_agent(self, agent_id: str) -> None:
+        """A missing agent (404, or no agent index yet) is not an error."""
+        try:
+            self._call("delete agent", agent_id, lambda: self._ml.delete_agent(agent_id=agent_id))
+        except ClusterError as err:
+            if err.status != 404 and not is_index_missing(err):
+                raise

@@ -1,10 +1,10 @@
 """What mlsync reads from the cluster: one `observe()` snapshot in few requests, and the lookups an
 apply needs (a model, models by name, tasks).
 
-`observe()` reads every group, connector and model meta doc with paged `_search` calls
-(`search_after` on `created_time` + `_id`; `_seq_no` if the cluster refuses `_id` sorting), so its
-request count is `3 + pages` (a refresh first; +1 when an access-control setting is on), never one
-GET per object.
+`observe()` reads every group, connector, model meta doc and agent with paged `_search` calls
+(`search_after` on `created_time` + `_id`; `_seq_no` if the cluster refuses `_id` sorting) and every
+ingest and search pipeline with one GET each, so its request count is `5 + pages` (a refresh first;
++1 when an access-control setting is on), never one GET per object.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ class Reads(UsesTransport):
 
     def observe(self) -> Observed:
         """Every model group, connector and model meta doc (no chunk docs, no model_content), the
-        cluster version and whether access control is effective: `3 + pages` requests (a refresh first) (+1 when an
+        every pipeline and agent, the cluster version and whether access control is effective: `5 + pages`
+        requests (a refresh first; the agents' search is one of the pages) (+1 when an
         access-control setting is on, to see whether the security plugin is active)."""
         start = self._transport.requests_made
         self._refresh_ml_indices()
@@ -94,6 +95,10 @@ class Reads(UsesTransport):
             "connectors": lambda: self._search_all("connector", self._ml.search_connectors, {"match_all": {}}),
             "models": lambda: self._search_all("model", self._ml.search_models,
                                                {"bool": {"must_not": [_NOT_A_CHUNK]}}, source=_MODEL_SOURCE),
+            # consumers of models (docs/references.md): every pipeline in one GET each, agents paged
+            "ingest_pipelines": lambda: self._pipelines("ingest_pipeline"),
+            "search_pipelines": lambda: self._pipelines("search_pipeline"),
+            "agents": lambda: self._search_all("agent", self._ml.search_agents, {"match_all": {}}),
         }
         if self.parallel_observe:
             with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="mlsync-observe") as pool:
@@ -107,6 +112,9 @@ class Reads(UsesTransport):
             connectors=self._objects("connector", results["connectors"]),
             groups=self._objects("model_group", results["groups"]),
             models=self._objects("model", results["models"]),
+            ingest_pipelines=results["ingest_pipelines"],
+            search_pipelines=results["search_pipelines"],
+            agents=self._objects("agent", results["agents"]),
             cluster_version=results["version"],
             model_access_control=bool(model_setting and security),
             connector_access_control=bool(connector_setting and security),
@@ -124,10 +132,34 @@ class Reads(UsesTransport):
                                              seq_no=hit.get("_seq_no"), primary_term=hit.get("_primary_term"))
         return out
 
+    def _pipelines(self, kind: str) -> dict[str, ObservedObject]:
+        """Every ingest or search pipeline: one GET, `{id: body}`. A cluster without any answers 404 `{}`
+        (model-consumers.md, trap 2), which is no pipelines, not an error."""
+        what = "ingest pipelines" if kind == "ingest_pipeline" else "search pipelines"
+        get = self._client.ingest.get_pipeline if kind == "ingest_pipeline" else self._client.search_pipeline.get
+        try:
+            resp = self._call("read", what, lambda: get())
+        except ClusterError as err:
+            if err.status == 404:
+                return {}
+            raise
+        out = {}
+        for pid, body in mapping(resp, "read", what).items():
+            if not isinstance(body, dict):
+                raise MalformedResponse("read", what, pid, f"is {_kind(body)}, not a JSON object")
+            out[pid] = ObservedObject(kind=kind, id=pid, source=body)
+        return out
+
     def _refresh_ml_indices(self) -> None:
         """Group, connector and model updates are written without a refresh, so a search right after an
         apply would read the old documents (docs/ml-commons-notes.md). One refresh makes the plan read
-        what was just written. Where the caller may not refresh system indices, plan on what is visible."""
+        what was just written. No ML Commons API refreshes (its searches read what the last refresh
+        made visible, and GET, which is real-time, is one request per object), so this is mlsync's one
+        direct access to the ML system indices. The node answers it with a "this request accesses system
+        indices" Warning header, which the transport sends to the debug log, never to the terminal.
+        Where the caller may not refresh system indices (a secured cluster: 403 for a user without
+        `indices:admin/refresh` there, docs/permissions.md), plan on what is visible: at worst an
+        update made in the last second reads as not yet applied."""
         try:
             self._call("refresh", "ML indices", lambda: self._client.indices.refresh(
                 index=".plugins-ml-model,.plugins-ml-connector,.plugins-ml-model-group",

@@ -2,8 +2,11 @@
 
 Two backends implement `StateStore`:
 
-- `ClusterStateStore(cluster)`: one document per stack in the cluster's `mlsync-state` index, written
-  with `if_seq_no`/`if_primary_term` (through `ClusterPort.read_state` / `write_state`).
+- `ClusterStateStore(cluster)`: the cluster's `mlsync-state` index (through `ClusterPort.read_state` /
+  `write_state`): a head document per stack written with `if_seq_no`/`if_primary_term` (the lease, the
+  serial, the fingerprint key) and one document per resource and journal entry (layout 2,
+  `mlsync.core.state.split`), of which a save sends only those that changed. A layout-1 document (the
+  whole state in one) is read as it is and moved to layout 2 by the first `lock()`.
 - `FileStateStore(path)`: a local JSON file (`--state-file`) holding every stack's state, replaced
   atomically (temp file + rename); writers are serialised by `fcntl.flock` on a sidecar `<path>.lock`
   and refused when the stack's `serial` moved since they read it.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import logging
 import os
 import socket
 import tempfile
@@ -37,13 +41,15 @@ from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
 
 from mlsync.core.address import Address
 from mlsync.core.errors import ClusterError, LockHeld, MlsyncError, StateConflict
-from mlsync.core.state import (DEFAULT_LOCK_TTL, STATE_FORMAT, Lock, Owner, ResourceState, StackState, StateStore,
-                               iso_time, owners_of)
+from mlsync.core.state import (DEFAULT_LOCK_TTL, STATE_FORMAT, Lock, Owner, ResourceState, StackState,
+                               StatePartsNotWritten, StateStore, diff_parts, head_of, is_split, iso_time, owners_of,
+                               split)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from mlsync.core.observed import ClusterPort
+    from mlsync.core.observed import ClusterPort, StateDocument
 
 FILE_FORMAT = 1
+log = logging.getLogger(__name__)
 
 
 class LockStillValid(LockHeld):
@@ -232,62 +238,122 @@ class _LeaseMixin:
 
 
 class ClusterStateStore(_LeaseMixin):
-    """State in the cluster (`mlsync-state` index), one document per stack, optimistic concurrency
-    via the document's (seq_no, primary_term) as last read or written by this store."""
+    """State in the cluster (`mlsync-state` index), optimistic concurrency via the head document's
+    (seq_no, primary_term) as last read or written by this store. In layout 2 the store also keeps the
+    parts as last read or written, and a save sends the head and the parts that differ from them."""
 
     def __init__(self, cluster: "ClusterPort", *, clock: Callable[[], float] = time.time) -> None:
         self.cluster = cluster
         self.clock = clock
         self._versions: dict[str, tuple[Optional[int], Optional[int]]] = {}
+        # stack -> its parts as stored (layout 2), or None (layout 1: the whole state in one document)
+        self._parts: dict[str, Optional[dict[str, dict]]] = {}
         self._mutex = threading.RLock()
+
+    def _remember(self, stack: str, doc: Optional["StateDocument"]) -> None:
+        if doc is None:   # a new stack starts in layout 2
+            self._versions[stack], self._parts[stack] = (None, None), {}
+        else:
+            self._versions[stack] = (doc.seq_no, doc.primary_term)
+            self._parts[stack] = dict(doc.parts or {}) if is_split(doc.body) else None
+
+    def _forget(self, stack: str) -> None:
+        self._versions.pop(stack, None)
+        self._parts.pop(stack, None)
 
     def load(self, stack: str) -> Optional[StackState]:
         with self._mutex:
             doc = self.cluster.read_state(stack)
-            if doc is None:
-                self._versions[stack] = (None, None)
-                return None
-            _check_format(doc.body, f"state of stack {stack!r}")
-            self._versions[stack] = (doc.seq_no, doc.primary_term)
-            return StackState.from_json(doc.body)
+            if doc is not None:
+                _check_format(doc.body, f"state of stack {stack!r}")
+            self._remember(stack, doc)
+            return StackState.from_json(doc.body) if doc is not None else None
+
+    def lock(self, stack: str, holder: str, ttl_seconds: float = DEFAULT_LOCK_TTL, *,
+             host: Optional[str] = None, on_takeover: Optional[Callable[[Lock], None]] = None) -> StackState:
+        """`_LeaseMixin.lock`, then a layout-1 state moves to layout 2 under the lease just taken."""
+        state = super().lock(stack, holder, ttl_seconds, host=host, on_takeover=on_takeover)
+        with self._mutex:
+            if stack in self._parts and self._parts[stack] is None:
+                self._migrate(state)
+        return state
+
+    def _migrate(self, state: StackState) -> None:
+        """Layout 1 -> 2: every part is written first (deleting any an earlier, unfinished migration
+        left), then the head switches to layout 2, conditionally like every save. Until that switch the
+        head is the layout-1 document, and readers ignore parts: a crash or a failure at any point
+        leaves a readable state. A failed part write keeps layout 1 (a warning; the next lock tries
+        again)."""
+        stack = state.stack
+        _, parts = split(state.to_json())
+        try:
+            self.cluster.write_state_parts(stack, parts, replace=True)
+        except ClusterError as err:
+            log.warning("stack %r: the state stays one document for now (moving it to one document per "
+                        "resource failed: %s)", stack, err)
+            return
+        self._parts[stack] = parts
+        self.save(state)
 
     def save(self, state: StackState) -> StackState:
         stack = state.stack
         with self._mutex:
-            if stack not in self._versions:  # never read through this store: check the serial first
+            if stack not in self._versions or stack not in self._parts:  # not read through this store
                 doc = self.cluster.read_state(stack)
                 current = doc.body.get("serial", 0) if doc is not None else 0
                 if current != state.serial:
                     raise StateConflict(
                         f"the state of stack {stack!r} is at serial {current}, not {state.serial}: someone else "
                         f"wrote it since it was read; re-run the command")
-                self._versions[stack] = (doc.seq_no, doc.primary_term) if doc is not None else (None, None)
+                self._remember(stack, doc)
             seq_no, primary_term = self._versions[stack]
             body = state.to_json()
             body["serial"] = state.serial + 1
+            before = self._parts[stack]
+            parts: Optional[dict[str, dict]] = None
+            changes: dict = {}
+            if before is not None:
+                body, parts = split(body, before)
+                changes = diff_parts(before, parts)
             try:
-                doc = self.cluster.write_state(stack, body, seq_no, primary_term)
+                # parts only when some changed: a head-only save is the same call as in layout 1
+                doc = self.cluster.write_state(stack, body, seq_no, primary_term,
+                                               **({"parts": changes} if changes else {}))
+            except StatePartsNotWritten as err:
+                # The head (and the lease in it) landed; some parts may not have. Re-read before the
+                # next save, which then writes what is missing.
+                state.serial += 1
+                self._forget(stack)
+                raise
             except StateConflict as err:
-                self._versions.pop(stack, None)
+                self._forget(stack)
                 raise StateConflict(
                     f"the state of stack {stack!r} was changed by someone else since it was read "
                     f"(serial {state.serial}); re-run the command") from err
             except ClusterError as err:
+                self._forget(stack)
                 if err.status == 409:
-                    self._versions.pop(stack, None)
                     raise StateConflict(
                         f"the state of stack {stack!r} was changed by someone else since it was read "
                         f"(serial {state.serial}); re-run the command") from err
                 if not err.ambiguous:
                     raise
-                # no answer / 5xx: the write may have landed; if the stored document is ours, it did
-                self._versions.pop(stack, None)
+                # no answer / 5xx: the write may have landed; if the stored head is ours, it did
                 stored = self.cluster.read_state(stack)
-                if stored is None or stored.body != body:
+                if stored is None or head_of(stored.body) != body:
                     raise
+                if parts is not None:    # the head landed: send the parts it did not take along
+                    missing = diff_parts(dict(stored.parts or {}), parts)
+                    if missing:
+                        try:
+                            self.cluster.write_state_parts(stack, missing)
+                        except ClusterError as perr:
+                            state.serial += 1
+                            raise MlsyncError(f"the state of stack {stack!r} was saved only in part: {perr}") from perr
                 doc = stored
             state.serial += 1
             self._versions[stack] = (doc.seq_no, doc.primary_term)
+            self._parts[stack] = parts
             return state
 
     def owners(self, exclude_stack: Optional[str] = None) -> dict[str, Owner]:

@@ -7,12 +7,14 @@ reading the files), so the planner itself stays pure.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import replace
 from typing import Any, Optional
 
-from mlsync.core import normalize
+from mlsync.core import normalize, references
 from mlsync.core.address import Address
 from mlsync.core.desired import DesiredResource, DesiredState
 from mlsync.core.secrets import Secret
@@ -22,9 +24,18 @@ _VERSION_FIELDS = tuple(n for n in VersionFields.model_fields)
 
 
 def sha256_file(path: str) -> tuple[str, int]:
+    """(SHA-256 hex digest, size) of a regular file; OSError for anything else (a FIFO would hang a plain
+    open, a device would never end): opened without blocking and checked with fstat before reading."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+    except BaseException:
+        os.close(fd)
+        raise
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
+    with os.fdopen(fd, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
             size += len(block)
@@ -75,6 +86,13 @@ def flatten(stack: StackFile, *, sources: tuple[str, ...] = (), locate=None,
             out[res.address] = replace(res, implicit=True)
         for res in _model_versions(m, i, group, where, hash_files):
             out[res.address] = res
+
+    current = current_versions(stack)
+    for key, kind in (("ingest_pipelines", "ingest_pipeline"), ("search_pipelines", "search_pipeline"),
+                      ("agents", "agent")):
+        for i, item in enumerate(getattr(stack, key)):
+            res = _consumer(kind, item, current, where((key, i)))
+            out[res.address] = res
     return DesiredState(stack=stack.stack, resources=out, sources=tuple(sources))
 
 
@@ -93,17 +111,19 @@ def _group(g: ModelGroup, location) -> DesiredResource:
 def _model_versions(m: Model, index: int, group: str, where, hash_files: bool) -> list[DesiredResource]:
     base = {k: getattr(m, k) for k in _VERSION_FIELDS}
     group_addr = str(Address("model_group", group))
-    if m.is_remote or not m.versions:
-        entries = [(None, base, ("models", index))]
+    if not m.versions:
+        entries = [(None, base, ("models", index), m.connector)]
     else:
         entries = []
         for j, v in enumerate(m.versions):
-            # The config model already merged the model's defaults into each version.
+            # The config model already merged the model's defaults into each version; a remote
+            # version's connector is its own, else the model's.
             eff = {k: getattr(v, k) for k in _VERSION_FIELDS}
-            entries.append((v.version, eff, ("models", index, "versions", j)))
+            entries.append((v.version, eff, ("models", index, "versions", j),
+                            v.connector if v.connector is not None else m.connector))
 
     out = []
-    for label, eff, loc_path in entries:
+    for label, eff, loc_path, connector in entries:
         raw = {k: _dump(v) for k, v in eff.items() if v is not None}
         raw["model_config"] = raw.pop("model_config_", raw.get("model_config"))
         raw["name"] = m.name
@@ -113,12 +133,12 @@ def _model_versions(m: Model, index: int, group: str, where, hash_files: bool) -
         url, path = raw.pop("url", None), raw.pop("path", None)
         depends = [group_addr]
         credential = None
-        if m.connector is not None:
-            if isinstance(m.connector, str):
-                raw["connector"] = m.connector
-                depends.append(str(Address("connector", m.connector)))
+        if connector is not None:
+            if isinstance(connector, str):
+                raw["connector"] = connector
+                depends.append(str(Address("connector", connector)))
             else:
-                raw["connector"], credential = _without_credential(_dump(m.connector))
+                raw["connector"], credential = _without_credential(_dump(connector))
         artifact = None
         if url:
             artifact = {"url": url, "sha256": raw.get("model_content_hash_value")}
@@ -135,6 +155,43 @@ def _model_versions(m: Model, index: int, group: str, where, hash_files: bool) -
                                    prevent_destroy=bool(lifecycle.get("prevent_destroy", False)),
                                    artifact=artifact, depends_on=tuple(depends), location=where(loc_path)))
     return out
+
+
+def current_versions(stack: StackFile) -> dict[tuple[str, str], Optional[str]]:
+    """(group, model name) -> the label `${model:GROUP/NAME}` names: the last version in the file that
+    is deployed, else the last version; None for a model without versions (it has one id)."""
+    out: dict[tuple[str, str], Optional[str]] = {}
+    for m in stack.models:
+        versions = list(m.versions or [])
+        deployed = [v for v in versions if v.deploy]
+        pick = (deployed or versions)[-1] if versions else None
+        out[(m.model_group or m.name, m.name)] = pick.version if pick is not None else None
+    return out
+
+
+def canonical_references(value: Any, current: dict[tuple[str, str], Optional[str]]) -> Any:
+    """`value` with each `${model:GROUP/NAME}` of a versioned model pinned to its current version's label
+    (`${model:GROUP/NAME@LABEL}`), so that every reference names exactly one address."""
+    def canon(kind: str, body: str) -> str:
+        if kind == "model":
+            try:
+                group, name, label = references.parse(kind, body)
+            except ValueError:
+                return "${" + f"{kind}:{body}" + "}"
+            if label is None and current.get((group, name)) is not None:
+                label = current[(group, name)]
+            return references.token(Address("model", name, group=group, version=label))
+        return "${" + f"{kind}:{body}" + "}"
+    return references.rewrite(value, canon)
+
+
+def _consumer(kind: str, item: Any, current: dict, location) -> DesiredResource:
+    raw = {k: v for k, v in _dump(item).items() if k not in ("lifecycle", "id")}
+    form = normalize.consumer_form(kind, canonical_references(raw, current))
+    name = item.id if kind != "agent" else item.name
+    depends = tuple(str(a) for a in references.targets(form))
+    return DesiredResource(Address(kind, name), form, prevent_destroy=item.lifecycle.prevent_destroy,
+                           depends_on=depends, location=location)
 
 
 def _resolve_path(path: str, location) -> str:

@@ -428,6 +428,9 @@ class ModelVersion(VersionFields):
 
     version: VersionLabel = Field(
         description="Your label for this version, unique within the model; the server numbers versions itself.")
+    connector: Optional["ConnectorRef"] = Field(
+        None, description="Remote models only: this version's connector (a connectors[].name or an inline "
+                          "connector); default: the model's.")
 
 
 def _merge_set_fields(base: Optional[BaseModel], over: BaseModel) -> BaseModel:
@@ -456,6 +459,9 @@ ConnectorRef = Annotated[
 ]
 
 
+ModelVersion.model_rebuild()
+
+
 class Model(VersionFields, AccessFields):
     """A model: a remote model (served through a connector), or a local model with its registered versions."""
 
@@ -469,8 +475,9 @@ class Model(VersionFields, AccessFields):
     connector: Optional[ConnectorRef] = Field(
         None, description="Remote models only: a connectors[].name, or an inline connector object.")
     versions: Optional[list[ModelVersion]] = Field(
-        None, description="Local models only: each entry is one registered version; model-level fields are defaults "
-                          "that a version may override.")
+        None, description="Each entry is one registered version (a remote model may have several, each with its own "
+                          "connector and fields; without versions it has one); model-level fields are defaults that "
+                          "a version may override.")
 
     @model_validator(mode="after")
     def _apply_version_defaults(self) -> "Model":
@@ -519,6 +526,108 @@ def _with_defaults(model: Model, version: ModelVersion) -> ModelVersion:
     return version.model_copy(update=updates) if updates else version
 
 
+# --- consumers of models: pipelines and agents (docs/references.md) -----------------------------
+
+AGENT_TYPES = ("flow", "conversational", "conversational_flow")
+AgentType = _enum(AGENT_TYPES, "The agent type (ML Commons 2.19).")
+_PIPELINE_ID = re.compile(r"[a-z0-9][a-z0-9._-]*")
+_REFS = ("References `${model:GROUP/NAME}`, `${model:GROUP/NAME@LABEL}`, `${connector:NAME}` and "
+         "`${agent:NAME}` may appear in any string value and resolve to the server's ids.")
+
+
+def _pipeline_id(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {show(value)}")
+    if not _PIPELINE_ID.fullmatch(value) or value == "_none":
+        raise ValueError(f"invalid pipeline id {show(value)}: lower-case letters, digits, '.', '_' and '-', starting "
+                         "with a letter or digit (the server reads '*' and ',' in ids as patterns)")
+    return value
+
+
+PipelineId = Annotated[str, BeforeValidator(_pipeline_id),
+                       WithJsonSchema({"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*$"})]
+
+
+def _processor(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) != 1:
+        raise ValueError("a processor is a mapping with exactly one key, its type (e.g. `ml_inference: {...}`)")
+    (ptype, config), = value.items()
+    if not isinstance(config, dict):
+        raise ValueError(f"the configuration of processor {ptype!r} must be a mapping, got {show(config)}")
+    return value
+
+
+Processor = Annotated[dict[str, Any], BeforeValidator(_processor), WithJsonSchema({
+    "type": "object", "minProperties": 1, "maxProperties": 1,
+    "additionalProperties": {"type": "object"},
+    "description": "One processor: `{TYPE: {config}}`, the body the server takes. " + _REFS})]
+PipelineVersion = Annotated[int, BeforeValidator(_integer)]
+
+
+class IngestPipeline(Closed):
+    """An ingest pipeline (PUT _ingest/pipeline/ID: create or replace)."""
+
+    id: PipelineId = Field(description="The pipeline's id on the server, chosen by you (stable across changes).")
+    description: Optional[Text] = Field(None, description="Description of the pipeline.")
+    version: Optional[PipelineVersion] = Field(None, description="Your version number of the pipeline.")
+    processors: list[Processor] = Field(description="The processors, in order. " + _REFS)
+    on_failure: Optional[list[Processor]] = Field(None, min_length=1, description="Processors run on a failure.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Lifecycle rules.")
+
+
+class SearchPipeline(Closed):
+    """A search pipeline (PUT _search/pipeline/ID: create or replace)."""
+
+    id: PipelineId = Field(description="The pipeline's id on the server, chosen by you (stable across changes).")
+    description: Optional[Text] = Field(None, description="Description of the pipeline.")
+    version: Optional[PipelineVersion] = Field(None, description="Your version number of the pipeline.")
+    request_processors: Optional[list[Processor]] = Field(None, description="Search request processors. " + _REFS)
+    response_processors: Optional[list[Processor]] = Field(None, description="Search response processors. " + _REFS)
+    phase_results_processors: Optional[list[Processor]] = Field(None, description="Search phase results processors.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Lifecycle rules.")
+
+
+class AgentLLM(Closed):
+    """The LLM a conversational agent reasons with."""
+
+    model_id: Text = Field(description="The model the agent reasons with, e.g. `${model:llm/claude}`.")
+    parameters: Optional[dict[str, Any]] = Field(None, description="LLM parameters (stored as strings).")
+
+
+class AgentTool(Closed):
+    """One tool of an agent."""
+
+    type: Name = Field(description="The tool type, e.g. MLModelTool, AgentTool, SearchIndexTool.")
+    name: Optional[Name] = Field(None, description="The tool's name (defaults to its type); unique in the agent.")
+    description: Optional[Text] = Field(None, description="What the tool does.")
+    parameters: Optional[dict[str, Any]] = Field(None, description="Tool parameters (stored as strings). " + _REFS)
+    include_output_in_agent_response: Optional[StrictBool] = Field(None, description="Default false.")
+    config: Optional[dict[str, Any]] = Field(None, description="Tool configuration (stored as strings).")
+
+
+class AgentMemory(Closed):
+    """An agent's conversation memory."""
+
+    type: Name = Field(description="Memory type; 2.19 has `conversation_index`.")
+    window_size: Optional[PositiveInt] = Field(None, description="Messages kept in the window.")
+    session_id: Optional[Text] = Field(None, description="A fixed memory session id.")
+
+
+class Agent(Closed):
+    """An ML Commons agent. 2.19 has no update API: a changed agent is registered again (new id) and the
+    old one deleted; mlsync keeps the id of its agent by name."""
+
+    name: Name = Field(description="The agent's name; mlsync's identity for it within the stack.")
+    type: AgentType = Field(description="flow, conversational or conversational_flow.")
+    description: Optional[Text] = Field(None, description="Description of the agent.")
+    llm: Optional[AgentLLM] = Field(None, description="The agent's LLM (required for conversational agents).")
+    tools: Optional[list[AgentTool]] = Field(None, description="The agent's tools, in order.")
+    parameters: Optional[dict[str, Any]] = Field(None, description="Agent parameters (stored as strings).")
+    memory: Optional[AgentMemory] = Field(None, description="Conversation memory.")
+    app_type: Optional[Text] = Field(None, description="A free application type tag.")
+    lifecycle: Lifecycle = Field(default_factory=Lifecycle, description="Lifecycle rules.")
+
+
 class StackFile(Closed):
     """An mlsync desired-state file: the connectors, model groups and models one stack manages."""
 
@@ -527,6 +636,9 @@ class StackFile(Closed):
     connectors: list[Connector] = Field(default_factory=list, description="Standalone connectors.")
     model_groups: list[ModelGroup] = Field(default_factory=list, description="Model groups.")
     models: list[Model] = Field(default_factory=list, description="Models: remote models and local models with versions.")
+    ingest_pipelines: list[IngestPipeline] = Field(default_factory=list, description="Ingest pipelines (docs/references.md).")
+    search_pipelines: list[SearchPipeline] = Field(default_factory=list, description="Search pipelines (docs/references.md).")
+    agents: list[Agent] = Field(default_factory=list, description="ML Commons agents (docs/references.md).")
 
     @field_validator("version", mode="before")
     @classmethod

@@ -6,7 +6,6 @@ reports every problem; each check skips values of the wrong type (the model repo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -14,7 +13,10 @@ from typing import Any, Callable, Iterable, Optional
 from urllib.parse import urlsplit
 
 from mlsync.input.diagnostics import did_you_mean, format_path
+from mlsync.input.flatten import sha256_file
+from mlsync.input.loader import file_kind
 from mlsync.input.model import ACCESS_FIELDS, FUNCTION_NAMES, SPARSE_FUNCTIONS, ModelConfig
+from mlsync.core import references
 from mlsync.core.errors import Problem
 from mlsync.core.normalize import MODEL_UPDATE_FUNCTIONS   # Update Model refuses the others (403)
 
@@ -54,6 +56,7 @@ class Checker:
         for i, conn in _items(self.tree, "connectors"):
             self.connector(("connectors", i), conn)
         self.models(set(connectors), groups)
+        self.consumers(set(connectors))
         return self.problems
 
     def unique_names(self, key: str, kind: str, names: dict[str, int]) -> None:
@@ -140,6 +143,73 @@ class Checker:
                 self.json_texts(path + ("versions", j), version)
                 self.guardrails(path + ("versions", j, "guardrails"), version.get("guardrails"))
 
+    # -- consumers of models: pipelines and agents (docs/references.md)
+    def consumers(self, connectors: set[str]) -> None:
+        for key in ("ingest_pipelines", "search_pipelines"):
+            seen: dict[str, int] = {}
+            for i, item in _items(self.tree, key):
+                pid = _text(item.get("id"))
+                if pid is None:
+                    continue
+                if pid in seen:
+                    self.report((key, i, "id"), f"duplicate pipeline id '{pid}' (first at "
+                                                f"{self.where((key, seen[pid], 'id'))}); ids must be unique")
+                else:
+                    seen[pid] = i
+        agents = _named(self.tree, "agents")
+        self.unique_names("agents", "agent", agents)
+        models = self.model_versions()
+        uses: dict[str, set[str]] = {}     # agent -> agents it names (cycles cannot be applied)
+        for key in ("ingest_pipelines", "search_pipelines", "agents"):
+            for i, item in _items(self.tree, key):
+                for path, kind, body in references.found(item):
+                    where = (key, i) + path
+                    if kind == "model":
+                        self.model_reference(where, body, models)
+                    elif kind == "connector" and body not in connectors:
+                        self.report(where, "${connector:" + body + "}: " + _unknown(
+                            "connector", body, connectors, "connectors"))
+                    elif kind == "agent" and body not in agents:
+                        self.report(where, "${agent:" + body + "}: " + _unknown("agent", body, agents, "agents"))
+                    elif kind == "agent" and key == "agents":
+                        uses.setdefault(_text(item.get("name")) or "", set()).add(body)
+        for name in sorted(uses):
+            if _reaches(uses, name, name):
+                self.report(("agents", agents.get(name, 0), "name"),
+                            f"agent '{name}' names itself through ${{agent:...}} references (directly or through "
+                            "other agents); every agent's id must exist before the agents naming it are registered")
+
+    def model_versions(self) -> dict[tuple[str, str], Optional[list[str]]]:
+        """(group, model name) -> its version labels (None: a model without versions, one id)."""
+        out: dict[tuple[str, str], Optional[list[str]]] = {}
+        for _, model in _items(self.tree, "models"):
+            name = _text(model.get("name"))
+            if name is None:
+                continue
+            group = _text(model.get("model_group")) or name
+            labels = [str(v.get("version")) for _, v in _items(model, "versions") if v.get("version") is not None]
+            out[(group, name)] = labels or None
+        return out
+
+    def model_reference(self, where: tuple, body: str, models: dict) -> None:
+        text = "${model:" + body + "}"
+        try:
+            group, name, label = references.parse("model", body)
+        except ValueError as err:
+            self.report(where, str(err))
+            return
+        if (group, name) not in models:
+            declared = [f"{g}/{n}" for g, n in models]
+            self.report(where, f"{text}: " + _unknown("model", f"{group}/{name}", declared, "models"))
+            return
+        labels = models[(group, name)]
+        if label is not None and labels is None:
+            self.report(where, f"{text}: model '{group}/{name}' has no versions; name it without @LABEL")
+        elif label is not None and label not in labels:
+            hint = did_you_mean(label, labels)
+            self.report(where, f"{text}: model '{group}/{name}' has no version '{label}'"
+                               + (f"; did you mean '{hint}'?" if hint else "") + f" (versions: {', '.join(labels)})")
+
     def optional_model_config(self, path: tuple, model: dict) -> None:
         """A model that may go without model_config still needs these three when it gives one: the
         server parses it as a text-embedding config and refuses it otherwise (400 "embedding
@@ -169,10 +239,44 @@ class Checker:
                             f"(only TEXT_EMBEDDING and remote models can be disabled)")
 
     def remote_model(self, path: tuple, model: dict, connectors: set[str]) -> None:
-        connector = model.get("connector")
-        if connector is None:
+        """A remote model: one model, or (with `versions:`) a family of remote models in one group, each
+        version its own registration with its own connector and fields (docs/references.md)."""
+        entries = _items(model, "versions")
+        if model.get("versions") == []:
+            self.report(path + ("versions",), "an empty versions list: give at least one version, or leave versions "
+                                              "out for a remote model with one version")
+        if model.get("connector") is None and not entries:
             self.report(path, "a remote model needs a connector: a connectors[].name or an inline connector")
-        elif isinstance(connector, str) and connector.strip():
+        self.unique_labels(path, entries)
+        places = [(path, model)] + [(path + ("versions", j), v) for j, v in entries]
+        for where, obj in places:
+            if obj is not model and obj.get("connector") is None and model.get("connector") is None:
+                self.report(where, "a remote model needs a connector: a connectors[].name or an inline connector, "
+                                   "on the model or on this version")
+            self.remote_connector(where, obj.get("connector"), connectors)
+            for field in ("url", "path", "model_content_hash_value"):
+                if field in obj:
+                    self.report(where + (field,), f"a remote model takes no {field}: it is served through its "
+                                                  "connector")
+
+    def unique_labels(self, path: tuple, entries) -> None:
+        labels: dict[str, int] = {}
+        for j, version in entries:
+            label = version.get("version")
+            if isinstance(label, (str, int, float)) and not isinstance(label, bool):
+                label = str(label)
+                if label in labels:
+                    first = path + ("versions", labels[label], "version")
+                    self.report(path + ("versions", j, "version"), f"duplicate version label '{label}' (first at "
+                                                                   f"{self.where(first)}); labels must be unique "
+                                                                   "within a model")
+                else:
+                    labels[label] = j
+
+    def remote_connector(self, path: tuple, connector: Any, connectors: set[str]) -> None:
+        if connector is None:
+            return
+        if isinstance(connector, str) and connector.strip():
             if connector not in connectors:
                 self.report(path + ("connector",), _unknown("connector", connector, connectors, "connectors"))
         elif isinstance(connector, dict):
@@ -183,16 +287,14 @@ class Checker:
                             "an inline connector needs a predict action: the server refuses to register a remote "
                             "model whose internal connector has none (\"Connector endpoint is required when "
                             "creating a remote model without connector id!\")")
-        if "versions" in model:
-            self.report(path + ("versions",), "a remote model has no versions: it is one model, updated in place "
-                                              "(only local models list versions)")
-        for field in ("url", "path", "model_content_hash_value"):
-            if field in model:
-                self.report(path + (field,), f"a remote model takes no {field}: it is served through its connector")
 
     def local_model(self, path: tuple, model: dict, sparse: bool) -> None:
         if "connector" in model:
             self.report(path + ("connector",), "only remote models (function_name: remote) take a connector")
+        for j, version in _items(model, "versions"):
+            if "connector" in version:
+                self.report(path + ("versions", j, "connector"),
+                            "only remote models (function_name: remote) take a connector")
         versions = model.get("versions")
         if versions is None or versions == []:
             self.report(path + ("versions",) if versions == [] else path,
@@ -264,7 +366,12 @@ class Checker:
                                    "64 hex characters), on the model or on this version")
         elif isinstance(file, str):
             if not os.path.isfile(file):
-                reason = "is a directory, not a file" if os.path.isdir(file) else "does not exist"
+                if os.path.isdir(file):
+                    reason = "is a directory, not a file"
+                elif os.path.exists(file):
+                    reason = f"is {file_kind(os.stat(file).st_mode)}, not a regular file (allowed: a regular file)"
+                else:
+                    reason = "does not exist"
                 self.report(file_at, f"model file {file} {reason} (path: is relative to the file that says it)")
             elif isinstance(digest, str) and _HEX64.fullmatch(digest):
                 actual = self.sha256(file)
@@ -287,12 +394,8 @@ class Checker:
 
     def sha256(self, file: str) -> Optional[str]:
         if file not in self._hashes:
-            digest = hashlib.sha256()
             try:
-                with open(file, "rb") as fh:
-                    for block in iter(lambda: fh.read(1 << 20), b""):
-                        digest.update(block)
-                self._hashes[file] = digest.hexdigest()
+                self._hashes[file] = sha256_file(file)[0]
             except OSError:
                 self._hashes[file] = None
         return self._hashes[file]
@@ -358,6 +461,19 @@ def _unknown(kind: str, name: str, declared: Iterable[str], where: str) -> str:
         shown = declared if len(declared) <= 10 else declared[:10] + ["..."]
         return text + f" (declared: {', '.join(shown)})"
     return text + f" (no {where} are declared)"
+
+
+def _reaches(uses: dict[str, set[str]], start: str, goal: str) -> bool:
+    seen: set[str] = set()
+    todo = list(uses.get(start, ()))
+    while todo:
+        name = todo.pop()
+        if name == goal:
+            return True
+        if name not in seen:
+            seen.add(name)
+            todo.extend(uses.get(name, ()))
+    return False
 
 
 def _merged_config(model_cfg: Any, version_cfg: Any, version_sets: bool) -> Any:

@@ -9,6 +9,8 @@
      (the server's per-group version counter); waiting on their tasks happens inside (run/tasks.py)
   3. metadata fix-ups (fields the last chunk / URL registration drops)
   4. deploys and redeploys
+  4b. consumers of models (pipelines PUT, agents registered or replaced, innermost first), their
+     `${model:...}` references resolved to the ids now serving (docs/references.md)
   5. deletes, kind by kind in `kinds.DELETE_ORDER`; superseded versions right after the versions
      the file dropped, before their groups
 
@@ -26,7 +28,8 @@ import time
 from functools import partial
 from typing import Callable, Iterator, Optional
 
-from mlsync.core import kinds
+from mlsync.core import kinds, references
+from mlsync.core.address import Address
 from mlsync.core.errors import MlsyncError, StateConflict
 from mlsync.core.kinds import Kind
 from mlsync.core.observed import ClusterPort
@@ -38,7 +41,7 @@ from mlsync.run.journal import Journal
 from mlsync.run.progress import NullReporter, Reporter
 from mlsync.run.recovery import Recovery
 from mlsync.run.results import ApplyAborted, ApplyResult
-from mlsync.run.steps import main_action, model, step_for
+from mlsync.run.steps import STEPS, consumers, main_action, model, step_for
 
 
 def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
@@ -78,11 +81,16 @@ def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
         _known_ids(run)
         _undeploys(run)
         for kind in kinds.APPLY_ORDER:
-            _create_or_update(run, kind)
+            if not kind.consumer:
+                _create_or_update(run, kind)
         run.parallel(list(run.fixups), partial(model.fixup, run))
         _deploys(run)
+        for kind in kinds.CONSUMERS:   # pipelines and agents move to the versions now serving
+            _create_or_update(run, kind)
+        run.journal.flush()
         for kind in kinds.DELETE_ORDER:
             _deletes(run, kind)
+            run.journal.flush()
         run.check_alive()      # nothing is reported done after the lease or the poller was lost
         run.settle()
     run.result.elapsed = clock() - started
@@ -97,8 +105,11 @@ def _undeploys(run: Run) -> None:
     # version keeps serving until its successor is registered, unless it uses a connector this apply
     # updates: then it goes down first, for the same reason.
     updated = {c.address.name for c in run.plan.changes if c.kind == "connector" and Action.UPDATE in c.actions}
+    # A deleted version that no connector update forces down early is undeployed by its delete, after
+    # the consumers that named it moved on (docs/references.md).
     run.parallel([c for c in run.plan.changes if Action.UNDEPLOY in c.actions and kinds.kind(c.kind).deployable
-                  and (Action.REPLACE not in c.actions or _connector_name(c.before) in updated)],
+                  and ((Action.REPLACE not in c.actions and Action.DELETE not in c.actions)
+                       or _connector_name(c.before) in updated)],
                  partial(model.undeploy, run))
 
 
@@ -110,15 +121,36 @@ def _create_or_update(run: Run, kind: Kind) -> None:
         if not run.blocked(change):
             step_for(change, main_action(change))(run, change)
 
-    if kind.one_at_a_time_per_group:
+    _prepare_wave(run, items)
+    if kind.name == "agent":
+        _one_by_one(run, items, one)   # planned innermost first: an agent's id exists before agents naming it
+    elif kind.one_at_a_time_per_group:
         by_group: dict[Optional[str], list[ResourceChange]] = {}
         for c in items:
             by_group.setdefault(c.address.group, []).append(c)
         run.parallel(list(by_group.values()), lambda changes: _one_by_one(run, changes, one))
     else:
         run.parallel(items, one)
+    run.journal.unprepare()
+    if not run.abort.is_set():
+        run.journal.flush()
     if not kind.deployable and not run.abort.is_set():
         run.settle(items)      # deployable kinds are done after the deploy phase
+
+
+def _prepare_wave(run: Run, items: list[ResourceChange]) -> None:
+    """Save the intents of every non-idempotent call this phase will send in one write (run/journal.py)."""
+    intents = []
+    for change in items:
+        intent_for = STEPS[change.kind].intent
+        if intent_for is None:
+            continue
+        with run.mutex:
+            known = str(change.address) in run.recovered or str(change.address) in run.failed
+        found = None if known or dependencies(change) & run.failed else intent_for(run, change)
+        if found is not None:
+            intents.append((change, *found))
+    run.journal.prepare(intents)
 
 
 def _one_by_one(run: Run, changes: list[ResourceChange], fn: Callable[[ResourceChange], None]) -> None:
@@ -149,10 +181,17 @@ def _deletes(run: Run, kind: Kind) -> None:
     run.parallel(items, partial(_delete_unless_needed, run))
     if not run.abort.is_set():
         run.settle(items)
-    if kind.deployable and not run.abort.is_set():
+    if (kind.deployable or kind.name == "agent") and not run.abort.is_set():
         with run.mutex:
-            superseded = [j for j in run.state.journal if j.operation == DELETE_REPLACED]
-        run.parallel(superseded, partial(model.delete_superseded, run))
+            superseded = [j for j in run.state.journal if j.operation == DELETE_REPLACED
+                          and Address.parse(j.address).kind == kind.name]
+        kept = [j for j in superseded if _still_named(run, j.object_id)]
+        for j in kept:
+            run.result.warnings.append(f"{j.address}: kept the old {kind.name} {j.object_id}: "
+                                       f"{', '.join(_still_named(run, j.object_id))} failed to move off it")
+        superseded = [j for j in superseded if j not in kept]
+        run.parallel(superseded, partial(consumers.retire_superseded if kind.name == "agent"
+                                         else model.delete_superseded, run))
 
 
 def _delete_unless_needed(run: Run, change: ResourceChange) -> None:
@@ -164,6 +203,10 @@ def _delete_unless_needed(run: Run, change: ResourceChange) -> None:
                           and me in dependencies(run.changes[addr]))
     if blockers:
         run.skip(change, f"{', '.join(blockers)} still exist(s) and depend(s) on it")
+        return
+    users = _still_named(run, change.server_id)
+    if users:
+        run.skip(change, f"{', '.join(users)} failed to move off it and still name(s) it")
         return
     step_for(change, Action.DELETE)(run, change)
 
@@ -202,6 +245,7 @@ def _holding_lease(run: Run, started: float, locked: Optional[StackState] = None
         run.result.warnings.extend(warnings)
     lock_id = run.state.lock.lock_id if run.state.lock else None
     lease_lost = False
+    died = False         # stopped by something that is not an error or an interrupt (a simulated kill)
     run.waiter.start()
     try:
         yield
@@ -210,12 +254,15 @@ def _holding_lease(run: Run, started: float, locked: Optional[StackState] = None
         raise _aborted(run, started, f"{err} (another mlsync took over the stack's lock?)") from err
     except MlsyncError as err:   # e.g. the state could not be written: stop, keep the partial result
         raise _aborted(run, started, str(err)) from err
-    except BaseException:
+    except BaseException as err:
+        died = not isinstance(err, (Exception, KeyboardInterrupt))
         run.abort.set()
         raise
     finally:
         run.waiter.stop()
-        if not lease_lost:
+        if not lease_lost and not died:
+            with contextlib.suppress(MlsyncError):
+                run.journal.flush()     # what the last phase learnt; on failure its intents stay to resolve
             try:
                 run.store.unlock(run.plan.stack, lock_id=lock_id)
             except MlsyncError as err:
@@ -238,6 +285,16 @@ def _known_ids(run: Run) -> None:
         for c in run.plan.changes:
             if c.kind in referenced and c.server_id and Action.DELETE not in c.actions:
                 run.refs.setdefault(str(c.address), c.server_id)
+
+
+def _still_named(run: Run, object_id: Optional[str]) -> list[str]:
+    """Consumers whose change failed and whose body on the cluster still names `object_id`."""
+    if not object_id:
+        return []
+    with run.mutex:
+        failed = [run.changes[a] for a in sorted(run.failed) if a in run.changes]
+    return [str(c.address) for c in failed if kinds.kind(c.kind).consumer and Action.DELETE not in c.actions
+            and references.ids_used(c.before or {}, {object_id})]
 
 
 def _connector_name(form: Optional[dict]) -> Optional[str]:

@@ -81,9 +81,10 @@ def _wait_model_state(cluster, model_id, states, timeout=20.0):
 
 
 def _expected_requests(observed, page_size: int) -> int:
-    pages = sum(len(kind) // page_size + 1 for kind in (observed.groups, observed.connectors, observed.models))
-    # 1 refresh of the ML indices + cluster info + settings + the pages
-    return 3 + pages + (1 if observed.model_access_control or observed.connector_access_control else 0)
+    pages = sum(len(kind) // page_size + 1
+                for kind in (observed.groups, observed.connectors, observed.models, observed.agents))
+    # 1 refresh of the ML indices + cluster info + settings + one GET per pipeline kind + the pages
+    return 5 + pages + (1 if observed.model_access_control or observed.connector_access_control else 0)
 
 
 # --------------------------------------------------------------------------- observe
@@ -130,9 +131,10 @@ def test_observe_returns_every_kind_without_chunks_or_content(cluster, janitor, 
     # the raw source is what the server stores (server names, upper-case enums)
     assert obs.models[url_id].source["model_config"]["framework_type"] == "SENTENCE_TRANSFORMERS"
     assert obs.models[url_id].source["model_group_id"] == gid
-    # request count: GET /, GET _cluster/settings, one page per kind (the cluster holds < 2000 of each)
+    # request count: refresh, GET /, GET _cluster/settings, one GET per pipeline kind, one page per searched
+    # kind (the cluster holds < 2000 of each: groups, connectors, models, agents)
     assert obs.requests == _expected_requests(obs, cluster.page_size)
-    assert obs.requests == 6
+    assert obs.requests == 9
 
 
 def test_observe_pages_past_a_small_page_size(os_client, janitor):

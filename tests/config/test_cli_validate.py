@@ -37,7 +37,7 @@ def test_validate_valid_files(runner: CliRunner, in_tmp) -> None:
 def test_validate_a_directory(runner: CliRunner) -> None:
     result = runner.invoke(main, ["validate", "-f", str(EXAMPLES)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("valid: ") and "in 4 files" in result.stdout
+    assert result.stdout.startswith("valid: ") and "in 5 files" in result.stdout
 
 
 def test_validate_defaults_to_the_current_directory(runner: CliRunner, in_tmp) -> None:

@@ -338,17 +338,36 @@ def test_duplicate_connector_names_export_the_oldest_and_say_how_to_choose():
 
 def test_name_clashes_inside_a_group_are_left_out_with_a_warning(tmp_path):
     models = {
-        "A": {**MODELS["R3"], "name": "same", "created_time": 1},
-        "B": {**MODELS["R3"], "name": "same", "created_time": 2},
+        "A": {**MODELS["R3"], "name": "same", "created_time": 1, "model_version": "1"},
+        "B": {**MODELS["R3"], "name": "same", "created_time": 2, "model_version": "2"},
         "L": local("1", H1, name="mixed", model_group_id="G1"),
         "M": {**MODELS["R3"], "name": "mixed"},
     }
     obs = observed(models=models)
     result = export_stack(obs, source=SOURCE, groups=["remote: group"])
-    assert any("2 remote models share this name" in w and "left out B" in w for w in result.warnings)
+    assert not any("remote models share this name" in w for w in result.warnings)
     assert any("a remote model and local versions share this name" in w for w in result.warnings)
     assert sorted(m["name"] for m in result.document["models"]) == ["mixed", "same"]
+    same = next(m for m in result.document["models"] if m["name"] == "same")
+    assert [v["version"] for v in same["versions"]] == ["1", "2"]     # a remote family: one version each
     load_text(result.text(), tmp_path)     # still a valid file
+
+
+def test_a_family_of_ten_same_name_remote_models_round_trips_as_versions(tmp_path):
+    """Measured before: export kept "the oldest" and the plan failed with "10 unmanaged objects match it"."""
+    models = {f"F{n}": {**MODELS["R3"], "name": "family", "model_version": str(n), "created_time": n,
+                        "model_state": "DEPLOYED" if n % 2 else "REGISTERED",
+                        **({"connector_id": "C3"} if n > 5 else {}), **({"description": "new"} if n == 10 else {})}
+              for n in range(1, 11)}
+    obs = observed(models=models)
+    result = export_stack(obs, source=SOURCE, groups=["remote: group"])
+    family = next(m for m in result.document["models"] if m["name"] == "family")
+    assert [v["version"] for v in family["versions"]] == [str(n) for n in range(1, 11)]
+    assert "connector" not in family and family["versions"][0]["connector"] != family["versions"][9]["connector"]
+    p = plan_against(obs, result.text(), tmp_path)
+    assert odd_changes(p) == []
+    adopted = {str(c.address): c.server_id for c in p.changes if c.address.name == "family"}
+    assert adopted == {f'model["remote: group"]["family"]["{n}"]': f"F{n}" for n in range(1, 11)}
 
 
 def test_hidden_models_and_unexpressible_fields_are_reported_not_exported():

@@ -72,3 +72,18 @@ def test_an_id_of_another_kind_says_which_kind_it_is(fake):
     with pytest.raises(MlsyncError, match=re.escape(f"{fake.group_id('g')} is a model_group, not a connector")):
         app.import_('connector["g"]', fake.group_id("g"), OPTS, io.StringIO(), stack="s")
     assert "s" not in fake.states
+
+
+def test_imports_pipelines_by_id_and_remote_family_members_by_any_label(fake):
+    fake.put_pipeline("ingest_pipeline", "docs", {"processors": []})
+    fake.put_pipeline("search_pipeline", "docs", {})
+    fake.register_model({"name": "r", "function_name": "remote", "model_group_id": fake.group_id("g"),
+                         "connector": {"protocol": "http", "actions": [
+                             {"action_type": "PREDICT", "method": "POST", "url": "http://127.0.0.1:9/x"}]}})
+    rid = next(iter(fake.models_named("r")))
+    for address, oid in (('search_pipeline["docs"]', "docs"), ('ingest_pipeline["docs"]', "docs"),
+                         ('model["g"]["r"]["v2"]', rid)):
+        assert app.import_(address, oid, OPTS, io.StringIO(), stack="s") == app.EXIT_OK
+        assert fake.states["s"].body["resources"][address]["id"] == oid
+    with pytest.raises(MlsyncError, match=re.escape("a pipeline's address is its id: ingest_pipeline[\"docs\"]")):
+        app.import_('ingest_pipeline["other"]', "docs", OPTS, io.StringIO(), stack="t")

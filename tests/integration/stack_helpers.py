@@ -86,3 +86,17 @@ models:
     versions:
 {vs}
 """
+
+
+def skip_without_pipeline_modules(os_client) -> None:
+    """Skip unless the node has `set` (ingest-common) and `filter_query` (search-pipeline-common): scripts/cluster
+    installs both, but a node started before it did lacks them until it is restarted."""
+    import pytest
+
+    ingest = {p["type"] for n in os_client.nodes.info(metric="ingest")["nodes"].values()
+              for p in n.get("ingest", {}).get("processors", [])}
+    search = {p["type"] for n in os_client.nodes.info(metric="search_pipelines")["nodes"].values()
+              for p in n.get("search_pipelines", {}).get("request_processors", [])}
+    if "set" not in ingest or "filter_query" not in search:
+        pytest.skip("the node lacks the ingest-common / search-pipeline-common modules (started before "
+                    "scripts/cluster installed them: restart it with `scripts/cluster down && scripts/cluster up`)")

@@ -22,7 +22,7 @@ from mlsync.commands import common as workflow
 from mlsync.edge.cluster import STATE_INDEX, Cluster
 from mlsync.core.errors import LockHeld, PlanError, StalePlan
 from mlsync.edge.statestore import ClusterStateStore
-from stack_helpers import destroy, url_model_stack, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
+from stack_helpers import destroy, skip_without_pipeline_modules, url_model_stack, remote_stack as _remote_stack, replan, run_apply, stack_file as _stack_file
 
 pytestmark = pytest.mark.cluster
 
@@ -44,9 +44,12 @@ def served_examples(tmp_path, artifact_server) -> Path:
 
 @pytest.mark.parametrize("files", [
     ["quickstart.yaml"], ["url-model.yaml"], ["local-model.yaml"], ["overlay/base.yaml", "overlay/prod.yaml"],
+    ["semantic-search.yaml"],
 ])
 def test_every_example_applies_then_plans_empty(files, served_examples, opts, monkeypatch, os_client, tmp_path,
                                                 capfd):
+    if "semantic-search.yaml" in files:
+        skip_without_pipeline_modules(os_client)
     secret = "sk-EXAMPLE-7c1e9b-never-printed"
     monkeypatch.setenv("EMBEDDINGS_API_KEY", secret)
     paths = [served_examples / f for f in files]

@@ -666,12 +666,14 @@ class Population:
 
 
 def observe_bound(observed: Observed, page_size: int) -> tuple[int, int]:
-    """(least, most) requests `observe()` makes: refresh, cluster info, cluster settings, per kind one
-    page per `page_size` hits plus the last, short one, and at most the security-plugin probe (made only
-    when an access-control setting is on). Derived from the objects actually observed, so other
-    people's objects on the shared node do not break it."""
-    pages = sum(len(objs) // page_size + 1 for objs in (observed.connectors, observed.groups, observed.models))
-    return 3 + pages, 4 + pages
+    """(least, most) requests `observe()` makes: refresh, cluster info, cluster settings, one GET each for
+    the ingest and the search pipelines, per searched kind one page per `page_size` hits plus the last,
+    short one, and at most the security-plugin probe (made only when an access-control setting is on).
+    Derived from the objects actually observed, so other people's objects on the shared node do not
+    break it."""
+    pages = sum(len(objs) // page_size + 1
+                for objs in (observed.connectors, observed.groups, observed.models, observed.agents))
+    return 5 + pages, 6 + pages
 
 
 def test_two_thousand_objects_plan_with_a_bounded_number_of_requests(os_client, janitor, tmp_path, opts,

@@ -15,7 +15,7 @@ from mlsync.commands.common import load_desired
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = [["quickstart.yaml"], ["url-model.yaml"], ["local-model.yaml"], ["access-control.yaml"],
-            ["overlay/base.yaml", "overlay/prod.yaml"]]
+            ["overlay/base.yaml", "overlay/prod.yaml"], ["semantic-search.yaml"]]
 COMPARED = {Rule.IDENTITY, Rule.UPDATE, Rule.REPLACE}
 
 # A server document of each kind with every field the reference lists (§1.2, §2.5, §4.2).
@@ -35,6 +35,15 @@ SERVER_DOCS = {
               "guardrails": {"type": "local_regex"}, "created_time": 1, "last_updated_time": 2,
               "last_registered_time": 1, "last_deployed_time": 2, "planning_worker_node_count": 1,
               "current_worker_node_count": 1},
+    # model-consumers.md §1.3, §2, §4.3 (a pipeline's id is the GET response's key, not in the body)
+    "ingest_pipeline": {"description": "d", "version": 3, "processors": [{"set": {"field": "a", "value": 1}}],
+                        "on_failure": [{"set": {"field": "e", "value": "x"}}]},
+    "search_pipeline": {"description": "d", "version": 1, "request_processors": [{"filter_query": {}}],
+                        "response_processors": [{"truncate_hits": {}}], "phase_results_processors": []},
+    "agent": {"name": "a", "type": "flow", "description": "d", "llm": {"model_id": "M", "parameters": {"x": "1"}},
+              "tools": [{"type": "MLModelTool", "parameters": {"model_id": "M"}, "include_output_in_agent_response": False}],
+              "parameters": {"p": "1"}, "memory": {"type": "conversation_index"}, "app_type": "rag",
+              "created_time": 1, "last_updated_time": 2, "is_hidden": False, "tenant_id": "t"},
 }
 
 
@@ -44,6 +53,8 @@ def _server_form(kind: str) -> dict:
         return normalize.connector_form(doc, access_control=True)
     if kind == "model_group":
         return normalize.group_form(doc, access_control=True)
+    if kind in ("ingest_pipeline", "search_pipeline", "agent"):
+        return normalize.consumer_form(kind, doc)
     return normalize.model_form(doc)
 
 
@@ -61,7 +72,8 @@ def test_every_field_of_a_full_server_document_is_compared_or_server_managed(kin
     form = _server_form(kind)
     for key in form:
         assert field_rules.rule_of(kind, key) in COMPARED, key
-    dropped = set(SERVER_DOCS[kind]) - set(form) - {"access", "algorithm"}   # renamed into access_mode / function_name
+    # renamed into access_mode / function_name; an empty list the server keeps as sent
+    dropped = set(SERVER_DOCS[kind]) - set(form) - {"access", "algorithm", "phase_results_processors"}
     for key in dropped:
         assert field_rules.rule_of(kind, key) is Rule.SERVER, key
 

@@ -33,6 +33,26 @@ def inline_state() -> StackState:
                                                   credential_fingerprint=fingerprint({"api_key": Secret("k1")}, KEY))})
 
 
+PIPELINE = {"id": "p", "processors": [{"ml_inference": {"model_id": "${model:g/r}"}}]}
+AGENT = {"name": "a", "type": "flow", "description": "new"}
+AGENT_SRC = {"name": "a", "type": "flow", "description": "old", "created_time": 1, "last_updated_time": 1}
+
+
+def consumers_state() -> StackState:
+    """inline_state, also managing the pipeline and the agent."""
+    return managed_state(**{ADDR_R: inline_state().resources[ADDR_R],
+                            'ingest_pipeline["p"]': ResourceState('ingest_pipeline["p"]', "ingest_pipeline", "p"),
+                            'agent["a"]': ResourceState('agent["a"]', "agent", "A")})
+
+
+def _consumers(mutate=None):
+    def go(d):
+        d["ingest_pipelines"], d["agents"] = [PIPELINE], [AGENT]
+        if mutate:
+            mutate(d)
+    return go
+
+
 def _set(path, **values):
     """A mutation of the desired-state file: update the mapping at `path` (keys and indexes)."""
     def mutate(d):
@@ -97,6 +117,12 @@ CASES = {
     "update_and_unmanaged_versions": (_set(["model_groups", 0], description="new"), dict(extra_models=[EXTRA]),
                                       managed_state, None, ADDR_G, (R.FIELDS_DIFFER, R.UNMANAGED_VERSIONS)),
     "up_to_date": (None, {}, managed_state, None, ADDR_M, (R.UP_TO_DATE,)),
+    "reference_moved": (_consumers(_inline()), dict(ingest_pipelines={"p": {"processors": [
+        {"ml_inference": {"model_id": "R"}}]}}, agents={"A": dict(AGENT_SRC, description="new")}), consumers_state,
+        None, 'ingest_pipeline["p"]', (R.REFERENCE_MOVED,)),
+    "agent_no_update": (_consumers(), dict(ingest_pipelines={"p": {"processors": [
+        {"ml_inference": {"model_id": "R"}}]}}, agents={"A": AGENT_SRC}), consumers_state, None, 'agent["a"]',
+        (R.FIELDS_DIFFER, R.NO_UPDATE_API)),
 }
 APPLY_ONLY = {R.RESUME, R.SUPERSEDED}   # made up by the apply driver, never planned
 
@@ -141,7 +167,7 @@ def test_codes_are_snake_case_and_documented():
 def test_codes_round_trip_through_json():
     p = _plan("deploy_then_redeploy")
     doc = json.loads(json.dumps(p.to_json()))
-    assert doc["format_version"] == FORMAT_VERSION == "1.2"
+    assert doc["format_version"] == FORMAT_VERSION == "1.3"
     rc = next(c for c in doc["resource_changes"] if c["address"] == ADDR_R)
     assert rc["reason_codes"] == ["not_deployed", "connector_update_redeploy"]
     assert Plan.from_json(doc) == p

@@ -189,6 +189,16 @@ def stack_file(draw, sk: Skeleton, flavour: Flavour = Flavour()):
         m.update(draw(metadata(flavour=flavour)))
         _optional(m, "model_config", model_config(), draw)
         m["deploy"] = draw(st.booleans())
+        if draw(st.integers(0, 2)) == 0:   # a family of remote models: versions, each maybe its own connector
+            labels = draw(st.lists(st.sampled_from(["1", "2", "v3"]), min_size=1, max_size=2, unique=True))
+            m["versions"] = []
+            for label in labels:
+                v: dict = {"version": label}
+                if sk.connectors and draw(st.booleans()):
+                    v["connector"] = draw(st.sampled_from(sk.connectors))
+                _optional(v, "deploy", st.booleans(), draw)
+                _optional(v, "description", TEXT, draw)
+                m["versions"].append(v)
         models.append(m)
     for i, name in enumerate(sk.local):
         m = {"name": name}
@@ -221,4 +231,61 @@ def stack_file(draw, sk: Skeleton, flavour: Flavour = Flavour()):
         m["versions"] = versions
         models.append(m)
     tree["models"] = models
+    tree.update(draw(consumers(sk, models)))
     return tree
+
+
+def _referable(*names: str) -> bool:
+    return all(not set(n) & set("/@}") for n in names)
+
+
+@st.composite
+def consumers(draw, sk: Skeleton, models: list[dict]):
+    """Ingest and search pipelines (ml_inference, which every node has) and agents naming the file's
+    models through `${model:...}` references (docs/references.md)."""
+    targets = []
+    for m in models:
+        group = m.get("model_group") or m["name"]
+        if not _referable(group, m["name"]):
+            continue
+        targets.append("${model:" + f"{group}/{m['name']}" + "}")
+        targets += ["${model:" + f"{group}/{m['name']}@{v['version']}" + "}" for v in m.get("versions") or []]
+    if not targets:
+        return {}
+    ref = st.sampled_from(targets)
+
+    def ml_inference(draw, request: bool = False) -> dict:
+        p = {"model_id": draw(ref), "input_map": [{"input": "query.term.text.value" if request else "text"}],
+             "output_map": [{"query.term.text.value" if request else "vec": "$.data[0].embedding"}]}
+        if draw(st.booleans()):
+            p["model_input"] = '{"text_docs": ${input_map.input}}'
+            p["function_name"] = "text_embedding"
+        _optional(p, "description", TEXT, draw)
+        return {"ml_inference": p}
+    out: dict = {"ingest_pipelines": [], "search_pipelines": [], "agents": []}
+    for i in range(draw(st.integers(0, 2))):
+        pipe = {"id": f"{sk.prefix.lower()}-ip{i}", "processors": [ml_inference(draw)]}
+        _optional(pipe, "description", TEXT, draw)
+        _optional(pipe, "version", st.integers(0, 10**6), draw)
+        out["ingest_pipelines"].append(pipe)
+    for i in range(draw(st.integers(0, 1))):
+        pipe = {"id": f"{sk.prefix.lower()}-sp{i}", "request_processors": [ml_inference(draw, request=True)]}
+        if draw(st.booleans()):
+            pipe["response_processors"] = [ml_inference(draw)]
+        out["search_pipelines"].append(pipe)
+    names = []
+    for i in range(draw(st.integers(0, 2))):
+        name = f"{sk.prefix}-agent{i}"
+        params = draw(st.dictionaries(WORD, JSON_VALUE, max_size=3))
+        agent: dict = {"name": name, "type": draw(any_case("flow")),
+                       "tools": [{"type": "MLModelTool", "parameters": {**params, "model_id": draw(ref)}}]}
+        if names and draw(st.booleans()):
+            agent["tools"].append({"type": "AgentTool", "parameters": {"agent_id": "${agent:" + names[-1] + "}"}})
+        if draw(st.booleans()):
+            agent["type"] = draw(any_case("conversational"))
+            agent["llm"] = {"model_id": draw(ref), "parameters": draw(st.dictionaries(WORD, JSON_VALUE, max_size=2))}
+            agent["memory"] = {"type": "conversation_index"}
+        _optional(agent, "description", TEXT, draw)
+        names.append(name)
+        out["agents"].append(agent)
+    return {k: v for k, v in out.items() if v}

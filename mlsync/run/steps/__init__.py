@@ -9,11 +9,11 @@ action fails that change with a clear error instead of doing something else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Optional
 
 from mlsync.core.plan import Action, ResourceChange
 from mlsync.run.context import Run
-from mlsync.run.steps import model
+from mlsync.run.steps import consumers, model
 from mlsync.run.steps.simple import SimpleSteps
 
 Step = Callable[[Run, ResourceChange], None]
@@ -23,15 +23,20 @@ Step = Callable[[Run, ResourceChange], None]
 class KindSteps:
     actions: Mapping[Action, Step]     # what carries out each action the planner may give the kind
     delete_call: str                   # the ClusterPort method that deletes one object of the kind
+    # the intent its create / register will journal, saved ahead with its phase's wave (or None)
+    intent: Optional[Callable[[Run, ResourceChange], Optional[tuple[str, dict]]]] = None
 
 
 _CONNECTOR = SimpleSteps(create_call="create_connector", update_call="update_connector", operation="create_connector")
 _GROUP = SimpleSteps(create_call="create_group", update_call="update_group", operation="create_group")
 
 STEPS: dict[str, KindSteps] = {
-    "connector": KindSteps(_CONNECTOR.actions(), "delete_connector"),
-    "model_group": KindSteps(_GROUP.actions(), "delete_group"),
-    "model": KindSteps(model.actions(), "delete_model"),
+    "connector": KindSteps(_CONNECTOR.actions(), "delete_connector", _CONNECTOR.intent),
+    "model_group": KindSteps(_GROUP.actions(), "delete_group", _GROUP.intent),
+    "model": KindSteps(model.actions(), "delete_model", model.register_intent),
+    "ingest_pipeline": KindSteps(consumers.pipeline_actions(), "delete_pipeline"),
+    "search_pipeline": KindSteps(consumers.pipeline_actions(), "delete_pipeline"),
+    "agent": KindSteps(consumers.agent_actions(), "delete_agent"),
 }
 
 # Which of a change's actions names its main step in the create/update phase (one change may carry
