@@ -189,10 +189,18 @@ def state_ids(client: Any, u: str) -> tuple[dict[str, str], Optional[dict], list
     """(address -> server id, lock, journal) of the stack's state document, read directly."""
     from opensearchpy.exceptions import NotFoundError
 
+    from mlsync.core.state import is_split, join
+
     try:
         doc = client.get(index=STATE_INDEX, id=u)["_source"]
     except NotFoundError:
         return {}, None, []
+    if is_split(doc):   # layout 2: a head and one document per resource / journal entry
+        client.indices.refresh(index=STATE_INDEX)
+        hits = client.search(index=STATE_INDEX, body={
+            "size": 10_000, "query": {"bool": {"filter": [{"term": {"stack": u}}],
+                                               "must_not": [{"ids": {"values": [u]}}]}}})["hits"]["hits"]
+        doc = join(doc, {h["_id"]: h["_source"] for h in hits})
     ids = {addr: r.get("id") for addr, r in (doc.get("resources") or {}).items()}
     return ids, doc.get("lock"), list(doc.get("journal") or [])
 
@@ -434,7 +442,7 @@ KILL_POINTS = [
     KillPoint("delete model (destroy)", "C", "DELETE", r"/models/[^/_]+$"),
     KillPoint("delete group (destroy)", "C", "DELETE", r"/model_groups/[^/_]+$"),
     KillPoint("delete connector (destroy)", "C", "DELETE", r"/connectors/[^/_]+$"),
-    KillPoint("state write", "A", "POST|PUT", r"/mlsync-state/_(doc|create|update)/"),
+    KillPoint("state write", "A", "POST|PUT", r"/mlsync-state/_(doc|create|update|bulk)\b"),
 ]
 
 
