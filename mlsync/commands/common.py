@@ -22,7 +22,8 @@ def load_desired(paths: list[str]) -> DesiredState:
     from mlsync.input import load
 
     loaded = load(list(paths))
-    return flatten(loaded.stack, sources=tuple(loaded.sources), locate=_locator(loaded))
+    return flatten(loaded.stack, sources=tuple(loaded.sources), locate=_locator(loaded),
+                   sensitive=loaded.source_map.sensitive)
 
 
 def _locator(loaded):

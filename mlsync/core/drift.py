@@ -33,7 +33,7 @@ from mlsync.core.address import Address
 from mlsync.core.observed import Observed, ObservedObject
 from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
 from mlsync.core.planner import applied_baseline, deploy_drifted, diff_forms, unmanaged_versions
-from mlsync.core.secrets import MASK
+from mlsync.core.secrets import MASK, stored
 from mlsync.core.state import ResourceState, StackState
 
 FORMAT_VERSION = "1.0"
@@ -210,11 +210,14 @@ def _field_items(ch: ResourceChange, rs: ResourceState, plain: list[FieldChange]
 
     def item(kind: DriftType, summary: str, fields, before_is: str) -> DriftItem:
         return DriftItem(addr, kind, summary, ch.server_id, ch.server_version,
-                         tuple(FieldDrift(p, b, n) for p, b, n in fields), before_is, acts)
+                         tuple(FieldDrift(p, MASK, MASK, True) if _masked(b) or _masked(n) else FieldDrift(p, b, n)
+                               for p, b, n in fields), before_is, acts)
 
     edited = "edited outside mlsync"
     changed = "the file changed since the last apply"
     if rs.applied_form is not None:
+        # sensitive values (`${env:…}`) are kept as keyed fingerprints: compared in that form
+        cluster, file = stored(cluster), stored(file)
         base = applied_baseline(rs.applied_form, cluster, file)
         on_cluster = [(f.path, f.before, f.after) for f in diff_forms(base, cluster)]
         in_file = [(f.path, f.before, f.after) for f in diff_forms(base, file)]
@@ -240,6 +243,17 @@ def _field_items(ch: ResourceChange, rs: ResourceState, plain: list[FieldChange]
                      "last_applied")]
     return [item(DriftType.EDITED, f"{edited}, and the file changed too (this state does not record the values last "
                  f"applied, so the file's are shown): {paths}", [(f.path, f.after, f.before) for f in plain], "file")]
+
+
+def _masked(value: Any) -> bool:
+    """A sensitive value (`${env:…}`), as a plan or the state keeps it: shown only as `(sensitive)`."""
+    if isinstance(value, str):
+        return value == MASK or value.startswith(MASK + " ")
+    if isinstance(value, dict):
+        return any(_masked(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_masked(v) for v in value)
+    return not isinstance(value, (int, float, bool, type(None)))   # a Secret
 
 
 def _deploy_item(ch: ResourceChange, rs: ResourceState, observed: Observed) -> Optional[DriftItem]:

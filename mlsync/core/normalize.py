@@ -72,7 +72,8 @@ def _lower(value: Optional[str]) -> Optional[str]:
 
 def digest(form: Optional[dict]) -> str:
     """A stable hash of a comparable form (the state's applied fingerprint)."""
-    blob = json.dumps(form, sort_keys=True, separators=(",", ":"), default=str)
+    blob = json.dumps(form, sort_keys=True, separators=(",", ":"),
+                      default=lambda o: o.stored() if isinstance(o, Secret) else str(o))
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 

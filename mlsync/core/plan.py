@@ -115,8 +115,10 @@ class ResourceChange:
     def is_noop(self) -> bool:
         return self.actions == (Action.NOOP,)
 
-    def to_json(self) -> dict:
-        return {
+    def to_json(self, *, fingerprints: bool = True) -> dict:
+        """Plain JSON data: a sensitive value (a Secret) is written as `Secret.stored()` (its keyed
+        fingerprint; only the mask with `fingerprints=False`), never in clear."""
+        return _plain({
             "address": str(self.address),
             "kind": self.address.kind,
             "name": self.address.name,
@@ -137,7 +139,7 @@ class ResourceChange:
             "artifact": self.artifact,
             "credential_fingerprint": self.credential_fingerprint,
             **({"template": self.template} if self.template is not None else {}),
-        }
+        }, fingerprints)
 
     @classmethod
     def from_json(cls, d: dict) -> "ResourceChange":
@@ -166,7 +168,7 @@ class ResourceChange:
         sent. `credentials=False` puts a marker where a credential's keyed fingerprint would be."""
         def cred(value: Any) -> Any:
             return value if credentials or value is None else MASK
-        return {
+        return _plain({
             "address": str(self.address),
             "actions": [a.value for a in self.actions],
             "server_id": self.server_id,
@@ -183,20 +185,25 @@ class ResourceChange:
             "artifact": self.artifact,
             "credential_fingerprint": cred(self.credential_fingerprint),
             **({"template": self.template} if self.template is not None else {}),
-        }
+        }, credentials)
 
 
-def _plain(value: Any) -> Any:
-    """`value` as plain JSON data; a Secret (which a plan never holds) counts as its mask, keys included."""
+def _plain(value: Any, fingerprints: bool = True) -> Any:
+    """`value` as plain JSON data. A Secret (a sensitive `${env:…}` value; never a credential) counts as
+    `Secret.stored()` — `(sensitive) hmac-sha256:…`, keyed with the state's key, so that a digest
+    changes with the value — or, with `fingerprints=False` (a key never stored), as its mask."""
     if isinstance(value, Secret):
-        return MASK
+        return value.stored() if fingerprints else MASK
+    if isinstance(value, str):
+        return MASK if not fingerprints and value.startswith(MASK + " hmac-") else value
     if isinstance(value, dict):
-        return {(MASK if isinstance(k, Secret) else k if isinstance(k, str) else str(k)): _plain(v)
+        return {(_plain(k, fingerprints) if isinstance(k, (Secret, str)) else str(k)): _plain(v, fingerprints)
                 for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [_plain(v, fingerprints) for v in value]
     if isinstance(value, (set, frozenset)):
-        return sorted((_plain(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True, default=str))
+        return sorted((_plain(v, fingerprints) for v in value),
+                      key=lambda v: json.dumps(v, sort_keys=True, default=str))
     return value
 
 
@@ -266,7 +273,7 @@ class Plan:
             "stack": self.stack,
             "cluster_version": self.cluster_version,
             "sources": list(self.sources),
-            "resource_changes": [c.to_json() for c in self.changes],
+            "resource_changes": [c.to_json(fingerprints=self.digest_covers_credentials) for c in self.changes],
             "summary": self.summary(),
             "has_changes": self.has_changes,
             "warnings": list(self.warnings),

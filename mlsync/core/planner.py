@@ -25,7 +25,7 @@ from mlsync.core.desired import DesiredResource, DesiredState, of_kind
 from mlsync.core.errors import PlanError
 from mlsync.core.observed import Observed, ObservedObject
 from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
-from mlsync.core.secrets import MASK, fingerprint
+from mlsync.core.secrets import MASK, Secret, fingerprint, has_secret, keyed, mask_like, stored
 from mlsync.core.state import DELETE_REPLACED, Owner, StackState
 
 ACCESS_KEYS = ("access_mode", "backend_roles")
@@ -69,10 +69,12 @@ class _Ctx:
     natural_index: dict[str, dict] = field(default_factory=dict)   # kind -> natural key -> objects
     connector_names: Optional[dict[str, str]] = None               # connector id -> name (see _connector_names)
     planned: dict[str, ResourceChange] = field(default_factory=dict)  # address str -> change, as planned so far
+    sensitive: frozenset = frozenset()   # addresses whose desired form holds a sensitive value (a Secret)
 
 
 def plan(desired: DesiredState, observed: Observed, state: StackState, options: PlanOptions = PlanOptions()) -> Plan:
-    ctx = _Ctx(desired, observed, state, options)
+    desired, sensitive = _keyed_desired(desired, state.fingerprint_key)
+    ctx = _Ctx(desired, observed, state, options, sensitive=sensitive)
     # the stack's objects, and the old versions its journal still has to retire (superseded by a replace)
     ctx.claimed |= {r.id for r in state.resources.values()}
     ctx.claimed |= {j.object_id for j in state.journal if j.operation == DELETE_REPLACED and j.object_id}
@@ -99,6 +101,25 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
     return Plan(stack=desired.stack, changes=tuple(changes), observed_fingerprints=_read_fingerprints(ctx, changes),
                 sources=desired.sources, cluster_version=observed.cluster_version, warnings=tuple(ctx.warnings),
                 destroy=options.destroy, state_serial=state.serial)
+
+
+def _keyed_desired(desired: DesiredState, key: str) -> tuple[DesiredState, frozenset]:
+    """The desired state with each sensitive value (a Secret: `${env:…}` outside `credential:`) carrying
+    its fingerprint keyed with the state's key: what the plan file, the digest and the state hold; and
+    the addresses (str) of the resources that have one."""
+    changed = {a: _replace(r, form=keyed(r.form, key)) for a, r in desired.resources.items() if has_secret(r.form)}
+    if not changed:
+        return desired, frozenset()
+    return (_replace(desired, resources={**desired.resources, **changed}),
+            frozenset(str(a) for a in changed))
+
+
+def _masked(ctx: _Ctx, address: Address, observed_cmp: dict, desired_form: dict) -> dict:
+    """The observed form with the values where the file has a sensitive one masked too (the server
+    returns in clear what was sent): compared by value, shown and kept as the desired side is."""
+    if str(address) not in ctx.sensitive:
+        return observed_cmp
+    return mask_like(observed_cmp, desired_form, ctx.state.fingerprint_key)
 
 
 def _because(why: Why) -> dict:
@@ -223,16 +244,50 @@ def diff_forms(before: dict, after: dict, *, replace_fields: tuple[str, ...] = (
             continue
         forces = key in replace_fields
         if (isinstance(b, dict) and isinstance(a, dict)) or (isinstance(b, list) and isinstance(a, list)):
+            # DeepDiff would look inside a Secret (its slots): each is compared as one opaque token
+            tokens: dict[str, Secret] = {}
+            b, a = _atomize(b, tokens), _atomize(a, tokens)
             dd = DeepDiff(b, a, view="tree", verbose_level=2)
             for items in dd.values():
                 for item in items:
                     parts = [key, *item.path(output_format="list")]
-                    ib = None if type(item.t1).__name__ == "NotPresent" else item.t1
-                    ia = None if type(item.t2).__name__ == "NotPresent" else item.t2
+                    ib = None if type(item.t1).__name__ == "NotPresent" else _restore(item.t1, tokens)
+                    ia = None if type(item.t2).__name__ == "NotPresent" else _restore(item.t2, tokens)
                     out.append(FieldChange(_path(parts), ib, ia, forces_replace=forces))
         else:
             out.append(FieldChange(_path([key]), b, a, forces_replace=forces))
     return tuple(sorted(out, key=lambda f: f.path))
+
+
+_TOKEN = "\0mlsync-secret:"
+
+
+def _atomize(value, tokens: dict):
+    """`value` with each Secret replaced by a token string (equal values, equal tokens) kept in `tokens`."""
+    if isinstance(value, Secret):
+        for token, known in tokens.items():
+            if known == value:
+                return token
+        token = _TOKEN + str(len(tokens))
+        tokens[token] = value
+        return token
+    if isinstance(value, dict):
+        return {k: _atomize(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_atomize(v, tokens) for v in value]
+    return value
+
+
+def _restore(value, tokens: dict):
+    if not tokens:
+        return value
+    if isinstance(value, str):
+        return tokens.get(value, value)
+    if isinstance(value, dict):
+        return {k: _restore(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore(v, tokens) for v in value]
+    return value
 
 
 def _comparable(observed_form: dict, desired_form: dict, unset_unmanaged: tuple[str, ...]) -> dict:
@@ -265,7 +320,9 @@ def cluster_changed(rs, observed_cmp: dict, desired_form: dict) -> bool:
     if rs is None:
         return False
     if rs.applied_form is not None:
-        return applied_baseline(rs.applied_form, observed_cmp, desired_form) != observed_cmp
+        # sensitive values are kept as keyed fingerprints (`Secret.stored`): compared in that form
+        observed_kept = stored(observed_cmp) if has_secret(observed_cmp) else observed_cmp
+        return applied_baseline(rs.applied_form, observed_kept, desired_form) != observed_kept
     return bool(rs.applied_fingerprint) and rs.applied_fingerprint != normalize.digest(observed_cmp)
 
 
@@ -303,6 +360,7 @@ def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
                             "the server cannot remove a parameter in place (recreate the connector to drop them)")
         cmp["parameters"] = {k: v for k, v in cmp["parameters"].items() if k not in extra} or None
         cmp = {k: v for k, v in cmp.items() if v is not None}
+    cmp = _masked(ctx, r.address, cmp, after)
     fields = list(diff_forms(cmp, after))
     rs = ctx.state.resources.get(str(r.address))
     cred_drift = bool(managed and rs and rs.credential_fingerprint != cred_fp)
@@ -342,7 +400,7 @@ def _plan_group(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
             f"model_group, or adopt it with `mlsync import '{r.address}' {obj.id}`")
     ctx.ids[str(r.address)] = obj.id
     before = normalize.group_form(obj.source, access_control=ctx.observed.model_access_control)
-    cmp = _comparable(before, after, GROUP_UNSET_IS_UNMANAGED)
+    cmp = _masked(ctx, r.address, _comparable(before, after, GROUP_UNSET_IS_UNMANAGED), after)
     fields = diff_forms(cmp, after)
     actions = ([Action.ADOPT] if not managed else []) + ([Action.UPDATE] if fields else [])
     why: Why = []
@@ -404,7 +462,7 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     cmp = _comparable(before_full, after, MODEL_UNSET_IS_UNMANAGED)
     if "is_enabled" in after and "is_enabled" not in cmp and after["is_enabled"] is True:
         cmp["is_enabled"] = True   # an absent is_enabled on the server means enabled
-    cmp = _inline_parameters_kept(ctx, r.address, cmp, after)
+    cmp = _masked(ctx, r.address, _inline_parameters_kept(ctx, r.address, cmp, after), after)
     fields = list(diff_forms(cmp, after, replace_fields=normalize.MODEL_REPLACE_FIELDS))
     rs = ctx.state.resources.get(str(r.address))
     edited = managed and bool(fields) and _drift(ctx, r.address, cmp, after)
@@ -658,7 +716,7 @@ def _plan_consumer(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
                               drift=bool(note), **common)
     ctx.ids[str(r.address)] = obj.id
     ctx.claimed.add(obj.id)
-    before = normalize.consumer_form(kind, obj.source)
+    before = _masked(ctx, r.address, normalize.consumer_form(kind, obj.source), after)
     fields = diff_forms(before, after, replace_fields=tuple(before) + tuple(after) if agent else ())
     why: Why = []
     if not managed:

@@ -66,11 +66,46 @@ def _without_credential(raw: dict) -> tuple[dict, Optional[dict[str, Secret]]]:
 
 
 def flatten(stack: StackFile, *, sources: tuple[str, ...] = (), locate=None,
-            hash_files: bool = True) -> DesiredState:
+            hash_files: bool = True, sensitive: Optional[set[str]] = None) -> DesiredState:
     """`locate(path_tuple) -> (file, line, col)` (from the loader) resolves relative `path:` values
-    and records where each resource was declared."""
+    and records where each resource was declared. `sensitive` (the loader's `SourceMap.sensitive`):
+    string values that came from `${env:…}`/`${file:…}`; each form value equal to one becomes a
+    Secret (masked in every output, kept as a keyed fingerprint)."""
     where = locate or (lambda _p: None)
     out: dict[Address, DesiredResource] = {}
+    state = _flatten(stack, where, hash_files, out)
+    if sensitive:
+        for address, res in out.items():
+            form = _wrap_sensitive(res.form, sensitive, top=True)
+            if form is not res.form:
+                out[address] = replace(res, form=form)
+    return DesiredState(stack=state, resources=out, sources=tuple(sources))
+
+
+#: Form keys that name an object (identity, or a reference to a connector by name): never masked, a
+#: masked name would make a plan unreadable. `${env:…}` there is public (docs/desired-state-file.md).
+_PUBLIC_KEYS = ("name", "connector")
+#: References mlsync resolves at apply time (docs/references.md) must stay readable text.
+_REFERENCE_MARKS = ("${model:", "${connector:", "${agent:")
+
+
+def _wrap_sensitive(value: Any, sensitive: set[str], top: bool = False) -> Any:
+    """`value` with each string in `sensitive` as a Secret; the same object when nothing changed."""
+    if isinstance(value, str):
+        if value in sensitive and not any(m in value for m in _REFERENCE_MARKS):
+            return Secret(value)
+        return value
+    if isinstance(value, dict):
+        out = {k: (v if top and k in _PUBLIC_KEYS and isinstance(v, str) else _wrap_sensitive(v, sensitive))
+               for k, v in value.items()}
+        return value if all(out[k] is value[k] for k in value) else out
+    if isinstance(value, list):
+        items = [_wrap_sensitive(v, sensitive) for v in value]
+        return value if all(a is b for a, b in zip(items, value)) else items
+    return value
+
+
+def _flatten(stack: StackFile, where, hash_files: bool, out: dict) -> str:
 
     for i, c in enumerate(stack.connectors):
         out[Address("connector", c.name)] = _connector(c, where(("connectors", i)))
@@ -93,7 +128,7 @@ def flatten(stack: StackFile, *, sources: tuple[str, ...] = (), locate=None,
         for i, item in enumerate(getattr(stack, key)):
             res = _consumer(kind, item, current, where((key, i)))
             out[res.address] = res
-    return DesiredState(stack=stack.stack, resources=out, sources=tuple(sources))
+    return stack.stack
 
 
 def _connector(c: Connector, location) -> DesiredResource:

@@ -66,12 +66,13 @@ class LSeq:
 
 
 class LScalar:
-    __slots__ = ("value", "pos", "text")
+    __slots__ = ("value", "pos", "text", "sensitive")
 
-    def __init__(self, value: Any, pos: Pos, text: Optional[str] = None):
+    def __init__(self, value: Any, pos: Pos, text: Optional[str] = None, sensitive: bool = False):
         self.value = value
         self.pos = pos
         self.text = text  # source text of a number (so a version label `1.10` stays "1.10")
+        self.sensitive = sensitive  # holds an `${env:…}`/`${file:…}` substitution (not `${env-public:…}`)
 
 
 LNode = Union[LMap, LSeq, LScalar]
@@ -83,6 +84,9 @@ class SourceMap:
     def __init__(self) -> None:
         self.keys: dict[Path, Pos] = {}
         self.values: dict[Path, Pos] = {}
+        # string values that hold an `${env:…}`/`${file:…}` substitution: masked in every output and
+        # kept only as keyed fingerprints (mlsync/input/flatten.py wraps them in Secret)
+        self.sensitive: set[str] = set()
 
     def locate(self, path: Path) -> Pos:
         """The key of a mapping entry, else the value; for a path not in the file, its nearest ancestor."""
@@ -235,6 +239,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.fatal = False
         self._lines: Optional[list[str]] = None
+        self._sensitive = False  # the scalar being interpolated took a non-public substitution
 
     # -- helpers
     def pos(self, mark: Any) -> Pos:
@@ -475,7 +480,9 @@ class _Builder:
     def _scalar(self, node: Any, pos: Pos, tag: str) -> LScalar:
         text = node.value
         if tag == _TAG + "str":
-            return LScalar(self._interpolate(node, text, pos), pos)
+            self._sensitive = False
+            value = self._interpolate(node, text, pos)
+            return LScalar(value, pos, sensitive=self._sensitive)
         if tag == _TAG + "null":
             return LScalar(None, pos)
         if tag == _TAG + "bool":
@@ -515,7 +522,7 @@ class _Builder:
                 i = j + 1
                 continue
             end = text.find("}", j + 2)
-            if text.startswith("${env:", j) or text.startswith("${file:", j):
+            if text.startswith(("${env:", "${env-public:", "${file:"), j):
                 expr = text[j:end + 1] if end >= 0 else text[j:]
                 where = self._find(node, expr, pos)
                 if end < 0:
@@ -535,8 +542,10 @@ class _Builder:
 
     def _substitute(self, expr: str, where: Pos) -> str:
         body = expr[2:-1]
-        if body.startswith("env:"):
-            spec = body[4:]
+        public = body.startswith("env-public:")
+        if public or body.startswith("env:"):
+            spec = body[len("env-public:"):] if public else body[4:]
+            self._sensitive = self._sensitive or not public
             name, sep, default = spec.partition(":-")
             if not _ENV_NAME.match(name):
                 self.problem(where, f"invalid environment variable name {name!r} in {expr} "
@@ -551,6 +560,7 @@ class _Builder:
                 return expr
             return value
         rel = body[5:]
+        self._sensitive = True
         if not rel:
             self.problem(where, "empty file name in ${file:}")
             return expr
@@ -744,11 +754,19 @@ def _emit(node: LNode, path: Path, smap: SourceMap, dirs: dict[str, str]) -> Any
     if isinstance(node, LSeq):
         return [_emit(child, path + (i,), smap, dirs) for i, child in enumerate(node.items)]
     value = node.value
+    if node.sensitive and isinstance(value, str) and value and not _is_identity(path):
+        smap.sensitive.add(value)
     if node.text is not None and path and path[-1] == "version" and _is_version_label(path):
         return node.text  # version labels and connector versions: the text as written
     if path and path[-1] == "path" and isinstance(value, str) and value and _is_model_path(path):
         return os.path.normpath(os.path.join(dirs.get(node.pos[0], ""), value))
     return value
+
+
+def _is_identity(path: Path) -> bool:
+    """The stack name and the names and ids that identify an object or name another one: public even when
+    interpolated from the environment (a masked name would make a plan unreadable)."""
+    return path == ("stack",) or (len(path) == 3 and path[-1] in ("name", "id", "model_group", "connector"))
 
 
 def _is_version_label(path: Path) -> bool:

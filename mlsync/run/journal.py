@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 from mlsync.core import normalize
 from mlsync.core.errors import ClusterError, MlsyncError, StateConflict
 from mlsync.core.plan import Action, ResourceChange
-from mlsync.core.secrets import fingerprint as keyed_fingerprint
+from mlsync.core.secrets import fingerprint as keyed_fingerprint, has_secret, stored
 from mlsync.core.state import DELETE_REPLACED, JournalEntry, ResourceState
 from mlsync.run.context import RETRIES, Run, StateWriteFailed
 from mlsync.core.polling import RESEND
@@ -210,7 +210,8 @@ class Journal:
         """The form just applied, kept so that `mlsync drift` can tell cluster edits from file edits."""
         if applied is None or change.after is None or applied != normalize.digest(change.after):
             return None
-        return copy.deepcopy(change.after)
+        # a sensitive value (`${env:…}`) is kept as its keyed fingerprint, never in clear
+        return stored(change.after) if has_secret(change.after) else copy.deepcopy(change.after)
 
     def record_deploy_states(self) -> None:
         """After the deploy phase: the deploy state the file asked for is what each model that did not
