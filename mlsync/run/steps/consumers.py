@@ -16,9 +16,10 @@ from typing import Optional
 from mlsync.core import normalize, references
 from mlsync.core.address import Address
 from mlsync.core.errors import MlsyncError
-from mlsync.core.plan import Action, Reason, ResourceChange
+from mlsync.core.plan import Action, ResourceChange
 from mlsync.core.state import JournalEntry
 from mlsync.run.context import Run, StepFailed
+from mlsync.run.steps.simple import retire
 
 
 def pipeline_actions() -> dict:
@@ -124,17 +125,4 @@ def register(run: Run, change: ResourceChange) -> None:
 
 def retire_superseded(run: Run, entry: JournalEntry) -> None:
     """Delete an agent a replace superseded (after everything that named it moved on); close its entry."""
-    change = run.change_at(entry.address, "delete a superseded agent", Reason.SUPERSEDED)
-    if entry.object_id is None:
-        run.journal.drop(entry)
-        return
-    with run.mutex:
-        successor_failed = entry.address in run.failed
-    if successor_failed:
-        run.result.warnings.append(f"{entry.address}: kept the old agent {entry.object_id} because its successor "
-                                   "was not registered; it is retired by the apply that registers the successor")
-        return
-    oid = entry.object_id
-    run.step(change, "delete old agent", lambda: run.retry(lambda: run.cluster.delete_agent(oid)),
-             lambda _: f"id {oid}")
-    run.journal.drop(entry)
+    retire(run, entry, "agent", lambda oid: run.retry(lambda: run.cluster.delete_agent(oid)))

@@ -7,10 +7,10 @@ from typing import Any, Optional
 
 from mlsync.core.errors import TaskFailed
 from mlsync.core.normalize import DEPLOYED_STATES, MODEL_FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS
-from mlsync.core.plan import Action, Reason, ResourceChange
+from mlsync.core.plan import Action, ResourceChange
 from mlsync.core.state import JournalEntry
 from mlsync.run.context import Run
-from mlsync.run.steps.simple import delete
+from mlsync.run.steps.simple import delete, retire
 from mlsync.run.tasks import wait_model_registered
 
 
@@ -237,28 +237,13 @@ def deploy(run: Run, change: ResourceChange) -> None:
 
 
 def delete_superseded(run: Run, entry: JournalEntry) -> None:
-    """Undeploy (if loaded) and delete an old version a replace superseded; then close its entry."""
-    change = run.change_at(entry.address, "delete a superseded version", Reason.SUPERSEDED)
-    model_id = entry.object_id
-    if model_id is None:
-        run.journal.drop(entry)
-        return
-    with run.mutex:
-        successor_failed = entry.address in run.failed
-    if successor_failed:
-        # its successor did not reach the state the file asks for (registered, deployed when deploy:
-        # true): the old version keeps serving and stays queued; the next apply retires it
-        run.result.warnings.append(f"{entry.address}: kept the old version {model_id} serving because its "
-                                   f"successor did not reach the state the file asks for; it is retired by "
-                                   f"the apply that completes the successor")
-        return
-
-    def delete_old() -> None:
+    """Undeploy (if loaded) and delete an old version a replace superseded, once its successor is
+    registered and deployed as the file asks; the old version keeps serving until then."""
+    def delete_old(model_id: str) -> None:
         doc = run.retry(lambda: run.cluster.get_model(model_id))
         if doc is not None and doc.get("model_state") in DEPLOYED_STATES:
             run.retry(lambda: run.cluster.undeploy_model(model_id))
         if doc is not None:
             run.retry(lambda: run.cluster.delete_model(model_id))
-    run.step(change, "delete old version", delete_old, lambda _: f"id {model_id}")
-    run.journal.drop(entry)
+    retire(run, entry, "version", delete_old)
 

@@ -4,9 +4,9 @@ model groups. Which calls a kind uses is its row in `mlsync.run.steps.STEPS`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-from mlsync.core.plan import Action, ResourceChange
+from mlsync.core.plan import Action, Reason, ResourceChange
 from mlsync.core.state import JournalEntry
 from mlsync.run.context import Run
 
@@ -116,3 +116,23 @@ def delete(run: Run, change: ResourceChange) -> None:
     with run.mutex:
         run.refs.pop(addr, None)
     run.journal.forget(addr)
+
+
+def retire(run: Run, entry: JournalEntry, what: str, delete_old: Callable[[str], None]) -> None:
+    """Delete an object a replace superseded (queued in the journal as delete_replaced), then close
+    its entry; while its successor has failed, keep it (still serving) queued for a later apply."""
+    change = run.change_at(entry.address, f"delete a superseded {what}", Reason.SUPERSEDED)
+    old_id = entry.object_id
+    if old_id is None:
+        run.journal.drop(entry)
+        return
+    with run.mutex:
+        successor_failed = entry.address in run.failed
+    if successor_failed:
+        run.result.warnings.append(f"{entry.address}: kept the old {what} {old_id} because its successor did not "
+                                   f"reach the state the file asks for; it is retired by the apply that completes "
+                                   f"the successor")
+        return
+    run.step(change, f"delete old {what}", lambda: delete_old(old_id), lambda _: f"id {old_id}")
+    run.journal.drop(entry)
+
