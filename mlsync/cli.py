@@ -18,7 +18,6 @@ Adding a command:
 from __future__ import annotations
 
 import sys
-import traceback
 from typing import Any, Callable
 
 import click
@@ -72,6 +71,8 @@ def run(ctx: click.Context, fn: Callable[..., int], *args: Any, **kwargs: Any) -
         code = 1
     except MlsyncError as exc:
         if debug:
+            import traceback  # noqa: PLC0415 - only with --debug (it costs --help ~5 ms)
+
             traceback.print_exc(file=sys.stderr)
         for line in str(exc).splitlines() or [type(exc).__name__]:
             click.echo(f"error: {line}", err=True)
@@ -81,6 +82,8 @@ def run(ctx: click.Context, fn: Callable[..., int], *args: Any, **kwargs: Any) -
         code = 130
     except Exception as exc:  # a bug: say so, and show the traceback with --debug
         if debug:
+            import traceback  # noqa: PLC0415 - only with --debug (it costs --help ~5 ms)
+
             traceback.print_exc(file=sys.stderr)
         else:
             click.echo(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", err=True)

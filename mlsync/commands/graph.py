@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from typing import Optional, TextIO
 
 from mlsync.commands.output import EXIT_CHANGES, EXIT_OK
@@ -51,6 +50,8 @@ def _dot_binary() -> str:
 
 def svg(dot_text: str, dot_bin: str) -> str:
     """`dot_text` rendered to SVG by Graphviz."""
+    import subprocess
+
     from mlsync.core.errors import MlsyncError
 
     try:

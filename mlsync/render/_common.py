@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from functools import lru_cache
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
 from mlsync.core import kinds
@@ -213,6 +214,10 @@ def _escape_char(m: "re.Match[str]") -> str:
     return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
 
 
+#: `UNSAFE_SEARCH(text)` is not None when `text` holds a character `make_safe` escapes (newlines included).
+UNSAFE_SEARCH = _UNSAFE.search
+
+
 def has_unsafe(text: str) -> bool:
     return _UNSAFE.search(text) is not None
 
@@ -330,6 +335,17 @@ def line_diff(before: list[str], after: list[str], *, context: int = 2) -> list[
     return out
 
 
+def block_diff(before: Any, after: Any, max_lines: int) -> tuple[tuple[str, str], ...]:
+    """The line diff of two values for a block display, cut after `max_lines` lines."""
+    return _block_diff(tuple(value_lines(before)), tuple(value_lines(after)), max_lines)
+
+
+@lru_cache(maxsize=1024)
+def _block_diff(before: tuple[str, ...], after: tuple[str, ...], max_lines: int) -> tuple[tuple[str, str], ...]:
+    # a large plan repeats the same change (a script, a client_config) on many resources: diffed once
+    return tuple(cap_lines(line_diff(list(before), list(after)), max_lines))
+
+
 def cap_lines(lines: list[tuple[str, str]], max_lines: int) -> list[tuple[str, str]]:
     if len(lines) <= max_lines:
         return lines
@@ -342,17 +358,24 @@ def cap_lines(lines: list[tuple[str, str]], max_lines: int) -> list[tuple[str, s
 
 def leaf_items(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     """Leaves of a comparable form as (dotted path, value); `[i]` for list items that are mappings or lists."""
+    out: list[tuple[str, Any]] = []
+    _leaves(value, prefix, out)
+    return iter(out)
+
+
+def _leaves(value: Any, prefix: str, out: list) -> None:
+    # a list, not nested generators: a 10,000-change plan walks a few hundred thousand leaves
     if isinstance(value, dict):
         if not value and prefix:
-            yield prefix, value
+            out.append((prefix, value))
         for k, v in value.items():
             key = MASK if isinstance(k, Secret) else str(k)
-            yield from leaf_items(v, f"{prefix}.{key}" if prefix else key)
+            _leaves(v, f"{prefix}.{key}" if prefix else key, out)
     elif isinstance(value, (list, tuple)) and any(isinstance(v, (dict, list, tuple)) for v in value):
         for i, v in enumerate(value):
-            yield from leaf_items(v, f"{prefix}[{i}]")
+            _leaves(v, f"{prefix}[{i}]", out)
     else:
-        yield prefix, value
+        out.append((prefix, value))
 
 
 class NewField(NamedTuple):

@@ -266,7 +266,7 @@ def _field_lines(fc: c.Field) -> list[str]:
         len(c.to_json_text(fc.before)), len(c.to_json_text(fc.after))) > _MAX_INLINE_STRUCTURE
     if multiline or big_structure:
         out = [f"@@ {fc.path} @@{marker}" if sign == "~" else f"{sign} {fc.path}:{marker}"]
-        diff = c.cap_lines(c.line_diff(c.value_lines(fc.before), c.value_lines(fc.after)), _MAX_BLOCK_LINES)
+        diff = c.block_diff(fc.before, fc.after, _MAX_BLOCK_LINES)
         for tag, text in diff:
             if len(text) > _MAX_VALUE_CHARS:
                 text = text[:_MAX_VALUE_CHARS - 1] + c.ELLIPSIS

@@ -48,6 +48,23 @@ def styled(text: str, style: str) -> str:
     return f"{pre}{text}{post}"
 
 
+_find_unsafe = c.UNSAFE_SEARCH
+
+
+@lru_cache(maxsize=1024)
+def _wrap(part: str, avail: int) -> tuple[str, ...]:
+    """`part` wrapped at `avail` columns (reasons repeat a lot in a large plan: computed once each)."""
+    return tuple(textwrap.wrap(part, avail, break_long_words=False, break_on_hyphens=False)) or ("",)
+
+
+@lru_cache(maxsize=256)
+def _symbols(actions: tuple, symw: int) -> tuple[tuple[Span, ...], str]:
+    """A change line's symbol spans (padded to `symw`, then a space) and its action phrase."""
+    spans: list[Span] = [(s, "bold " + c.ACTION_STYLES[a]) for s, a in c.symbol_parts(actions)] or [("?", "")]
+    pad = symw - sum(len(t) for t, _ in spans)
+    return (*spans, (" " * pad + " ", "")), " " + c.action_phrase(actions)
+
+
 def _placeholder_style(text: str) -> str:
     return _PLACEHOLDER if text in (MASK, KNOWN_AFTER_APPLY, c.NOT_SET) else ""
 
@@ -58,11 +75,18 @@ class _Builder:
         self.width = width
         self.color = color
         self.lines: list[str] = []
+        if not color:
+            self.add = self._add_plain   # type: ignore[method-assign]
+
+    def _add_plain(self, *spans: Span) -> None:
+        """`add` without colour: the spans' text (escaping works per character, so on the whole line)."""
+        plain = "".join([t for t, _ in spans])
+        self.lines.append(plain if _find_unsafe(plain) is None else c.make_safe(plain))
 
     def add(self, *spans: Span) -> None:
         """One output line from styled spans: the same text either way, ANSI codes only with colour."""
         plain = "".join([t for t, _ in spans])
-        if c.has_unsafe(plain):
+        if _find_unsafe(plain) is not None:
             spans = tuple((c.make_safe(t), s) for t, s in spans)
             plain = "".join([t for t, _ in spans])
         self.lines.append("".join([styled(t, s) for t, s in spans]) if self.color else plain)
@@ -82,7 +106,7 @@ class _Builder:
         hang = " " * len(first)
         first_line = True
         for part in parts:
-            for seg in textwrap.wrap(part, avail, break_long_words=False, break_on_hyphens=False) or [""]:
+            for seg in _wrap(part, avail):
                 self.add((pad, ""), (first if first_line else hang, first_style if first_line else ""), (seg, style))
                 first_line = False
 
@@ -151,10 +175,8 @@ class _Builder:
     # ----------------------------------------------------------------- one change
 
     def _change(self, ch: ResourceChange, symw: int) -> None:
-        sym_spans: list[Span] = [(s, "bold " + c.ACTION_STYLES[a]) for s, a in c.symbol_parts(ch.actions)] or [("?", "")]
-        pad = symw - sum(len(t) for t, _ in sym_spans)
-        self.add(("  ", ""), *sym_spans, (" " * pad + " ", ""), (str(ch.address), "bold"),
-                 (" " + c.action_phrase(ch.actions), ""))
+        sym_spans, phrase = _symbols(ch.actions, symw)
+        self.add(("  ", ""), *sym_spans, (str(ch.address), "bold"), (phrase, ""))
         indent = 2 + symw + 1
         if ch.reason:
             self.wrapped(indent, ch.reason, _DIM, "# ", _DIM)
@@ -177,22 +199,33 @@ class _Builder:
         self.add(*spans)
 
     def _field(self, fc: c.Field, indent: int) -> None:
+        before, after, path = fc.before, fc.after, fc.path
         sign = c.field_sign(fc)
         pad = " " * indent
-        head: list[Span] = [(pad, ""), (sign, _SIGN_STYLES[sign]), (f" {fc.path}:", "")]
         marker: list[Span] = _MARKER if fc.forces_replace else []
 
+        if not fc.sensitive and not ((isinstance(before, str) and "\n" in before)
+                                     or (isinstance(after, str) and "\n" in after)):
+            one_a = c.scalar_text(after)
+            if sign == "+":   # the common case (every field of a new object): one line when it fits
+                if indent + 4 + len(path) + len(one_a) + (22 if marker else 0) <= self.width:
+                    self.add((pad, ""), (sign, _SIGN_STYLES[sign]), (f" {path}: ", ""),
+                             (one_a, _placeholder_style(one_a)), *marker)
+                    return
+            else:
+                one_b = c.scalar_text(before)
+                if indent + 7 + len(path) + len(one_b) + len(one_a) + (22 if marker else 0) <= self.width:
+                    self.add((pad, ""), (sign, _SIGN_STYLES[sign]), (f" {path}: ", ""),
+                             *self._pair(sign, one_b, one_a), *marker)
+                    return
+
+        head: list[Span] = [(pad, ""), (sign, _SIGN_STYLES[sign]), (f" {path}:", "")]
         if fc.sensitive:
-            b, a = c.sensitive_text(fc.before), c.sensitive_text(fc.after)
+            b, a = c.sensitive_text(before), c.sensitive_text(after)
             self.add(*head, (" ", ""), *self._pair(sign, b, a), *marker)
             return
 
-        if not (c.is_multiline(fc.before) or c.is_multiline(fc.after)):
-            one_b, one_a = c.scalar_text(fc.before), c.scalar_text(fc.after)
-            line_len = indent + 2 + len(fc.path) + 2 + self._pair_len(sign, one_b, one_a) + (22 if marker else 0)
-            if line_len <= self.width:
-                self.add(*head, (" ", ""), *self._pair(sign, one_b, one_a), *marker)
-                return
+        if not (c.is_multiline(before) or c.is_multiline(after)):
             if c.is_scalar(fc.before) and c.is_scalar(fc.after):
                 # the two values under each other, cut around their first difference
                 limit = max(20, self.width - indent - 8)
@@ -208,10 +241,6 @@ class _Builder:
         self._block(fc, head, marker, indent)
 
     @staticmethod
-    def _pair_len(sign: str, b: str, a: str) -> int:
-        return len(a) if sign == "+" else len(b) + 3 + len(a)
-
-    @staticmethod
     def _pair(sign: str, b: str, a: str) -> list[Span]:
         if sign == "+":
             return [(a, _placeholder_style(a))]
@@ -219,7 +248,7 @@ class _Builder:
 
     def _block(self, fc: c.Field, head: list[Span], marker: list[Span], indent: int) -> None:
         self.add(*head, *marker)
-        diff = c.cap_lines(c.line_diff(c.value_lines(fc.before), c.value_lines(fc.after)), 60)
+        diff = c.block_diff(fc.before, fc.after, 60)
         pad = " " * (indent + 4)
         limit = max(20, self.width - indent - 6)
         for tag, text in diff:

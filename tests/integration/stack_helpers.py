@@ -100,3 +100,25 @@ def skip_without_pipeline_modules(os_client) -> None:
     if "set" not in ingest or "filter_query" not in search:
         pytest.skip("the node lacks the ingest-common / search-pipeline-common modules (started before "
                     "scripts/cluster installed them: restart it with `scripts/cluster down && scripts/cluster up`)")
+
+
+def managed_state(stack: str, key: str, api_key: str, connectors: dict, groups: dict, models: dict):
+    """A state in which the stack manages the given objects: connectors and groups by name -> id, remote
+    models by (group, name) -> id; every connector's credential is {"api_key": api_key}. For plans at
+    scale over objects made without mlsync (test_plan_real.py, benchmarks/bench_scale.py)."""
+    from mlsync.core.address import Address
+    from mlsync.core.secrets import Secret, fingerprint
+    from mlsync.core.state import ResourceState, StackState
+
+    st = StackState(stack, fingerprint_key=key)
+    cred = fingerprint({"api_key": Secret(api_key)}, key)
+    for n, i in connectors.items():
+        a = str(Address("connector", n))
+        st.resources[a] = ResourceState(a, "connector", i, credential_fingerprint=cred)
+    for n, i in groups.items():
+        a = str(Address("model_group", n))
+        st.resources[a] = ResourceState(a, "model_group", i)
+    for (g, m), i in models.items():
+        a = str(Address("model", m, group=g))
+        st.resources[a] = ResourceState(a, "model", i, server_version="1")
+    return st

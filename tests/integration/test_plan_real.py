@@ -31,6 +31,7 @@ import pytest
 
 import helpers
 from helpers import Janitor, sha256_hex, split_chunks, wait_for_model_state, wait_for_task
+from stack_helpers import managed_state
 from mlsync import commands as app
 from mlsync.commands import common as workflow
 from mlsync.edge.cluster import Cluster, ConnectionOptions
@@ -40,8 +41,7 @@ from mlsync.core.errors import PlanError
 from mlsync.core.observed import Observed
 from mlsync.core.plan import Action, Plan
 from mlsync.core.planner import plan as make_plan
-from mlsync.core.secrets import Secret, fingerprint
-from mlsync.core.state import ResourceState, StackState
+from mlsync.core.state import StackState
 from mlsync.edge.statestore import FileStateStore
 
 pytestmark = pytest.mark.cluster
@@ -651,18 +651,7 @@ class Population:
         path.write_text(json.dumps(doc))
 
     def state(self, key: str) -> StackState:
-        st = StackState(self.prefix, fingerprint_key=key)
-        cred = fingerprint({"api_key": Secret("plan-real-scale")}, key)
-        for n, i in self.connectors.items():
-            a = str(Address("connector", n))
-            st.resources[a] = ResourceState(a, "connector", i, credential_fingerprint=cred)
-        for n, i in self.groups.items():
-            a = str(Address("model_group", n))
-            st.resources[a] = ResourceState(a, "model_group", i)
-        for (g, m), i in self.models.items():
-            a = str(Address("model", m, group=g))
-            st.resources[a] = ResourceState(a, "model", i, server_version="1")
-        return st
+        return managed_state(self.prefix, key, "plan-real-scale", self.connectors, self.groups, self.models)
 
 
 def observe_bound(observed: Observed, page_size: int) -> tuple[int, int]:
