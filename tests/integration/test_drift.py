@@ -169,6 +169,20 @@ def _auto_deploy_by_predict(os_client, model_id: str) -> bool:
     return True
 
 
+def _wait_for_no_running_task(os_client, model_id: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        os_client.indices.refresh(index=".plugins-ml-task", ignore_unavailable=True)
+        hits = os_client.plugins.ml.search_tasks(body={"size": 10, "query": {"bool": {"filter": [
+            {"term": {"model_id": model_id}}, {"terms": {"state": ["CREATED", "RUNNING"]}}]}}})["hits"]["hits"]
+        if not hits:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"model {model_id} still has a running task after {timeout:.0f}s")
+
+
 @pytest.mark.parametrize("how", ["deploy call", "predict with auto-deploy"])
 def test_deployed_although_the_file_says_deploy_false_is_drift(how, stack, opts, os_client):
     f, ids, u = stack(deploy=False)
@@ -176,6 +190,9 @@ def test_deployed_although_the_file_says_deploy_false_is_drift(how, stack, opts,
         os_client.plugins.ml.deploy_model(model_id=ids["model"])
     # the auto-deploy Predict triggers is asynchronous: the document follows within moments
     wait_for_model_state(os_client, ids["model"], "DEPLOYED", timeout=20)
+    # ... and its deploy task may end after the document says DEPLOYED: an undeploy before that end
+    # is overwritten by the task (DEPLOY_FAILED). Drift is about a settled cluster: wait for it.
+    _wait_for_no_running_task(os_client, ids["model"])
     code, doc = drift_doc([f], opts)
     assert code == 2
     [item] = doc["drift"]
