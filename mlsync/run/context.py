@@ -245,15 +245,8 @@ class Run:
 
     def body(self, change: ResourceChange, *, update: bool = False) -> dict:
         """The request body for a change (refs resolved, credential attached); a failure is the change's."""
-        cred = self.credentials.get(str(change.address))
-        with self.mutex:
-            refs = dict(self.refs)
         try:
-            if change.kind == "connector":
-                return self.body_fn(change, refs=refs, credential=cred, update=update)
-            if change.kind == "model":
-                return self.body_fn(change, refs=refs, inline_credential=cred, update=update)
-            return self.body_fn(change, refs=refs, update=update)
+            return self._build_body(change, update)
         except Exception as err:  # noqa: BLE001
             self.fail(change, "prepare", MlsyncError(f"cannot build the request body: {describe_error(err)}"))
             self.reporter.on_error(change, "prepare", err)
@@ -261,17 +254,20 @@ class Run:
 
     def quiet_body(self, change: ResourceChange) -> Optional[dict]:
         """The request body, or None when it cannot be built (the step itself then reports why)."""
-        with self.mutex:
-            refs = dict(self.refs)
-        cred = self.credentials.get(str(change.address))
         try:
-            if change.kind == "connector":
-                return self.body_fn(change, refs=refs, credential=cred, update=False)
-            if change.kind == "model":
-                return self.body_fn(change, refs=refs, inline_credential=cred, update=False)
-            return self.body_fn(change, refs=refs, update=False)
+            return self._build_body(change, False)
         except Exception:  # noqa: BLE001
             return None
+
+    def _build_body(self, change: ResourceChange, update: bool) -> dict:
+        cred = self.credentials.get(str(change.address))
+        with self.mutex:
+            refs = dict(self.refs)
+        if change.kind == "connector":
+            return self.body_fn(change, refs=refs, credential=cred, update=update)
+        if change.kind == "model":
+            return self.body_fn(change, refs=refs, inline_credential=cred, update=update)
+        return self.body_fn(change, refs=refs, update=update)
 
     @staticmethod
     def after_digest(change: ResourceChange) -> Optional[str]:
