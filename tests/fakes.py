@@ -31,7 +31,7 @@ import itertools
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from mlsync.core.errors import ClusterError, StateConflict

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from mlsync.core.errors import ClusterError
 from mlsync.core.observed import RegisterResult
 from mlsync.core.polling import GROUP_DELETE, SETTLE, Timeout, poll_until
-from mlsync.edge.reads import field, mapping
+from mlsync.edge.responses import field, mapping
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from typing import Any, Callable, Optional
 
 from mlsync.core.errors import ClusterError, MalformedResponse
 from mlsync.core.observed import Observed, ObservedObject
+from mlsync.edge.responses import kind_of, mapping, search_hits
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
 log = logging.getLogger(__name__)
@@ -24,54 +25,6 @@ MAX_PAGE_SIZE = 10_000            # index.max_result_window default: from + size
 
 _MODEL_SOURCE = {"excludes": ["model_content", "content"]}   # own _source drops the server's default exclusion
 _NOT_A_CHUNK = {"exists": {"field": "chunk_number"}}
-
-
-def field(resp: Any, key: str, operation: str, resource: str = "", types: Any = str) -> Any:
-    """`resp[key]`, which the server always sends: a missing key (or null, or an empty string), a value
-    of another type, or a response that is not a JSON object raises `MalformedResponse` naming the
-    operation, the resource and the field, instead of a KeyError/TypeError."""
-    if not isinstance(resp, dict):
-        raise MalformedResponse(operation, resource, key, f"cannot be read: the response is {_kind(resp)}, "
-                                                          f"not a JSON object")
-    value = resp.get(key)
-    if value is None or value == "":
-        raise MalformedResponse(operation, resource, key, "is missing")
-    allowed = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
-        names = " or ".join(_KINDS.get(t, t.__name__) for t in allowed)
-        raise MalformedResponse(operation, resource, key, f"is {_kind(value)}, not {names}")
-    return value
-
-
-def mapping(resp: Any, operation: str, resource: str = "") -> dict:
-    """A response that must be a JSON object (None, as opensearch-py gives for an empty body, is {})."""
-    if resp is None:
-        return {}
-    if not isinstance(resp, dict):
-        raise MalformedResponse(operation, resource, "(body)", f"is {_kind(resp)}, not a JSON object")
-    return resp
-
-
-def _hits(resp: Any, operation: str, resource: str) -> list[dict]:
-    """`hits.hits` of a search response, every hit an object with an `_id`."""
-    hits = (mapping(resp, operation, resource).get("hits") or {})
-    hits = mapping(hits, operation, resource).get("hits") or []
-    if not isinstance(hits, list):
-        raise MalformedResponse(operation, resource, "hits.hits", f"is {_kind(hits)}, not a list")
-    for hit in hits:
-        field(hit, "_id", operation, resource)
-        if not isinstance(hit.get("_source") or {}, dict):
-            raise MalformedResponse(operation, resource, "_source", f"of {hit['_id']} is {_kind(hit['_source'])}, "
-                                                                    f"not a JSON object")
-    return hits
-
-
-_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true/false", dict: "a JSON object",
-          list: "a list"}
-
-
-def _kind(value: Any) -> str:
-    return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
 class Reads(UsesTransport):
@@ -146,7 +99,7 @@ class Reads(UsesTransport):
         out = {}
         for pid, body in mapping(resp, "read", what).items():
             if not isinstance(body, dict):
-                raise MalformedResponse("read", what, pid, f"is {_kind(body)}, not a JSON object")
+                raise MalformedResponse("read", what, pid, f"is {kind_of(body)}, not a JSON object")
             out[pid] = ObservedObject(kind=kind, id=pid, source=body)
         return out
 
@@ -253,7 +206,7 @@ class Reads(UsesTransport):
                     self._tiebreak = "_seq_no"
                     continue
                 raise
-            hits = _hits(resp, operation, "(all)")
+            hits = search_hits(resp, operation, "(all)")
             hits_out.extend(hits)
             if len(hits) < size or "sort" not in hits[-1]:
                 return hits_out
@@ -307,6 +260,6 @@ class Reads(UsesTransport):
                 if is_index_missing(err):
                     continue
                 raise
-            for hit in _hits(resp, "search tasks", f"{len(batch)} task(s)"):
+            for hit in search_hits(resp, "search tasks", f"{len(batch)} task(s)"):
                 out[hit["_id"]] = hit.get("_source") or {}
         return out

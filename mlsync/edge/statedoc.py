@@ -11,7 +11,7 @@ from typing import Optional
 from mlsync.core.errors import ClusterError, MalformedResponse, StateConflict
 from mlsync.core.observed import StateDocument
 from mlsync.core.state import StatePartsNotWritten, head_of, is_split, join
-from mlsync.edge.reads import _hits, field, mapping
+from mlsync.edge.responses import field, mapping, search_hits
 from mlsync.edge.transport import UsesTransport, is_index_missing
 
 STATE_INDEX = "mlsync-state"
@@ -70,7 +70,7 @@ class StateDoc(UsesTransport):
                 body["search_after"] = after
             resp = self._call("read state parts", resource,
                               lambda: self._client.search(index=self.state_index, body=body))
-            hits = _hits(resp, "read state parts", resource)
+            hits = search_hits(resp, "read state parts", resource)
             for hit in hits:
                 out[hit["_id"]] = hit.get("_source") or {}
             if len(hits) < _STATES_PAGE or not hits[-1].get("sort"):
@@ -207,7 +207,7 @@ class StateDoc(UsesTransport):
                 if is_index_missing(err):
                     return out
                 raise
-            hits = _hits(resp, "search states", self.state_index)
+            hits = search_hits(resp, "search states", self.state_index)
             for hit in hits:
                 source = hit.get("_source") or {}
                 stack = source.get("stack") if isinstance(source.get("stack"), str) else hit["_id"]

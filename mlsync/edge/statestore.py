@@ -319,7 +319,7 @@ class ClusterStateStore(_LeaseMixin):
                 # parts only when some changed: a head-only save is the same call as in layout 1
                 doc = self.cluster.write_state(stack, body, seq_no, primary_term,
                                                **({"parts": changes} if changes else {}))
-            except StatePartsNotWritten as err:
+            except StatePartsNotWritten:
                 # The head (and the lease in it) landed; some parts may not have. Re-read before the
                 # next save, which then writes what is missing.
                 state.serial += 1

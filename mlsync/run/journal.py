@@ -7,7 +7,7 @@ apply to find what the call created (`mlsync.run.recovery`) instead of creating 
 versions that a replace superseded wait in the journal as `delete_replaced` entries until the
 delete phase removes them.
 
-Writes are batched (the state is one document, re-sent whole on every write: docs/performance.md):
+Writes are batched (each write costs a request and a lease check: docs/performance.md):
 - a wave: before a create phase the driver saves the intents of every create / registration the
   phase will send in one write (`prepare`); the step then finds its intent already saved;
 - group commit: intents written by concurrent workers while another save is in flight go out
