@@ -260,3 +260,42 @@ def test_sigkill_during_deploy_then_rerun_converges(tmp_path, opts, onnx_zips, u
     assert len(hits) == 1, f"expected one registered version, found {len(hits)}"
     assert not replan([f], opts).plan.has_changes
     destroy([f], opts)
+
+
+def test_a_replace_whose_new_build_fails_to_deploy_keeps_the_old_version_serving(tmp_path, opts, onnx_zips,
+                                                                                 artifact_server, unique_name,
+                                                                                 os_client):
+    """The new build registers (its hash matches) but its graph is garbage, so its deploy fails on the
+    node: the apply fails, and the old version is not undeployed or deleted — it still answers. Once
+    the file names a good build again, the next apply replaces and retires both."""
+    import zipfile
+
+    good = io.BytesIO(tiny_onnx.zip_bytes(tiny_onnx.SEED))
+    broken = io.BytesIO()
+    with zipfile.ZipFile(good) as src, zipfile.ZipFile(broken, "w", zipfile.ZIP_STORED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, b"not an onnx graph" if item.filename.endswith(".onnx") else data)
+    served = artifact_server.add_file(f"tiny-onnx-broken-{unique_name('b')}.zip", broken.getvalue())
+    zips = {**onnx_zips, -1: (served.url, served.sha256, "unused.zip")}
+
+    u = unique_name("lm")
+    f = stack_file(tmp_path, u, onnx_stack(u, "url", zips))
+    apply_ok([f], opts)
+    old = only_model_id(f, opts)
+    wait_for_model_state(os_client, old, "DEPLOYED", timeout=FIRST_DEPLOY_TIMEOUT)
+
+    f.write_text(onnx_stack(u, "url", zips, seed=-1))
+    code, text = run_apply([f], opts)
+    assert code == 1, text
+    assert os_client.plugins.ml.get_model(model_id=old)["model_state"] == "DEPLOYED", text
+    assert_answers(os_client, old)      # still serving
+
+    f.write_text(onnx_stack(u, "url", zips, seed=tiny_onnx.SEED_V2))
+    apply_ok([f], opts)
+    new = only_model_id(f, opts)
+    wait_for_model_state(os_client, new, "DEPLOYED")
+    assert_answers(os_client, new, seed=tiny_onnx.SEED_V2)
+    assert wait_until(lambda: model_gone(os_client, old), timeout=30, message=f"old version {old} deleted")
+    assert not replan([f], opts).plan.has_changes
+    destroy([f], opts)
