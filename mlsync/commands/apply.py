@@ -45,6 +45,8 @@ def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = 
         if not plan_file:
             out.write(render_plan(the_plan, "text", out))
         if not the_plan.has_changes:
+            if locked.carried_over:     # fingerprints re-keyed (a new scheme or key): keep them
+                store.save(locked)
             if plan_file:
                 print("No changes. The cluster matches the file.", file=out)
             return EXIT_OK

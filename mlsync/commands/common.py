@@ -4,6 +4,7 @@ and check that a saved plan still describes the cluster. No printing, no click."
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -74,18 +75,44 @@ def plan_for(desired: DesiredState, cluster: ClusterPort, store, *, destroy: boo
     The other stacks' objects (`store.owners`) are read after the cluster, so that an object another
     stack created before the observation is known as theirs: the plan fails rather than adopt it."""
     if locked is not None:
-        state = locked
+        state = with_fingerprint_keys(locked, desired, destroy=destroy)
         observed = cluster.observe()
         options = PlanOptions(destroy=destroy, owners=store.owners(desired.stack), allow_in_use=allow_in_use)
         the_plan = replace(make_plan(desired, observed, state, options), state_serial=state.serial - 1)
         check_compatible(the_plan, desired)
         return Planned(the_plan, desired, observed, state)
-    state = store.load(desired.stack) or StackState(desired.stack)
+    state = with_fingerprint_keys(store.load(desired.stack) or StackState(desired.stack), desired, destroy=destroy)
     observed = cluster.observe()
     options = PlanOptions(destroy=destroy, owners=store.owners(desired.stack), allow_in_use=allow_in_use)
     the_plan = make_plan(desired, observed, state, options)
     check_compatible(the_plan, desired)
     return Planned(the_plan, desired, observed, state)
+
+
+FINGERPRINT_KEY_VARS = ("MLSYNC_FINGERPRINT_KEY", "MLSYNC_FINGERPRINT_KEY_PREVIOUS")
+
+
+def with_fingerprint_keys(state: StackState, desired: DesiredState, *, destroy: bool = False) -> StackState:
+    """`state` (changed in place) with this process's fingerprint keys (MLSYNC_FINGERPRINT_KEY and
+    MLSYNC_FINGERPRINT_KEY_PREVIOUS, docs/security.md) and its stored fingerprints carried over to
+    them where the file's values still match (`core.fingerprints`): a key or scheme change never
+    looks like a changed credential. An apply saves the carried-over fingerprints."""
+    from mlsync.core.fingerprints import carried_over
+
+    key, previous = (os.environ.get(name) or None for name in FINGERPRINT_KEY_VARS)
+    state.external_key = Secret(key) if key else None
+    state.previous_key = Secret(previous) if previous else None
+    try:
+        keying = state.keying()
+    except ValueError as err:
+        raise MlsyncError(str(err)) from None
+    if destroy:        # a destroy compares no fingerprint (and must not need the key)
+        return state
+    updated = carried_over(state, desired, keying)
+    if updated:
+        state.resources.update(updated)
+        state.carried_over = frozenset(updated)
+    return state
 
 
 def check_compatible(the_plan: Plan, desired: DesiredState) -> None:

@@ -190,12 +190,12 @@ class ResourceChange:
 
 def _plain(value: Any, fingerprints: bool = True) -> Any:
     """`value` as plain JSON data. A Secret (a sensitive `${env:…}` value; never a credential) counts as
-    `Secret.stored()` — `(sensitive) hmac-sha256:…`, keyed with the state's key, so that a digest
+    `Secret.stored()` — `(sensitive) scrypt1:…`, the state's fingerprint of it, so that a digest
     changes with the value — or, with `fingerprints=False` (a key never stored), as its mask."""
     if isinstance(value, Secret):
         return value.stored() if fingerprints else MASK
     if isinstance(value, str):
-        return MASK if not fingerprints and value.startswith(MASK + " hmac-") else value
+        return MASK if not fingerprints and value.startswith(MASK + " ") else value
     if isinstance(value, dict):
         return {(_plain(k, fingerprints) if isinstance(k, (Secret, str)) else str(k)): _plain(v, fingerprints)
                 for k, v in value.items()}

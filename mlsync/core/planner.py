@@ -25,7 +25,7 @@ from mlsync.core.desired import DesiredResource, DesiredState, of_kind
 from mlsync.core.errors import PlanError
 from mlsync.core.observed import Observed, ObservedObject
 from mlsync.core.plan import Action, FieldChange, Plan, Reason, ResourceChange
-from mlsync.core.secrets import MASK, Secret, fingerprint, has_secret, keyed, mask_like, stored
+from mlsync.core.secrets import MASK, Keying, Secret, fingerprint, has_secret, keyed, mask_like, stored
 from mlsync.core.state import DELETE_REPLACED, Owner, StackState
 
 ACCESS_KEYS = ("access_mode", "backend_roles")
@@ -70,11 +70,13 @@ class _Ctx:
     connector_names: Optional[dict[str, str]] = None               # connector id -> name (see _connector_names)
     planned: dict[str, ResourceChange] = field(default_factory=dict)  # address str -> change, as planned so far
     sensitive: frozenset = frozenset()   # addresses whose desired form holds a sensitive value (a Secret)
+    keying: Optional[Keying] = None      # how sensitive values are fingerprinted (the state's, this process's key)
 
 
 def plan(desired: DesiredState, observed: Observed, state: StackState, options: PlanOptions = PlanOptions()) -> Plan:
-    desired, sensitive = _keyed_desired(desired, state.fingerprint_key)
-    ctx = _Ctx(desired, observed, state, options, sensitive=sensitive)
+    keying = state.keying()
+    desired, sensitive = _keyed_desired(desired, keying)
+    ctx = _Ctx(desired, observed, state, options, sensitive=sensitive, keying=keying)
     # the stack's objects, and the old versions its journal still has to retire (superseded by a replace)
     ctx.claimed |= {r.id for r in state.resources.values()}
     ctx.claimed |= {j.object_id for j in state.journal if j.operation == DELETE_REPLACED and j.object_id}
@@ -103,9 +105,9 @@ def plan(desired: DesiredState, observed: Observed, state: StackState, options: 
                 destroy=options.destroy, state_serial=state.serial)
 
 
-def _keyed_desired(desired: DesiredState, key: str) -> tuple[DesiredState, frozenset]:
+def _keyed_desired(desired: DesiredState, key: Keying) -> tuple[DesiredState, frozenset]:
     """The desired state with each sensitive value (a Secret: `${env:…}` outside `credential:`) carrying
-    its fingerprint keyed with the state's key: what the plan file, the digest and the state hold; and
+    its fingerprint (the state's keying): what the plan file, the digest and the state hold; and
     the addresses (str) of the resources that have one."""
     changed = {a: _replace(r, form=keyed(r.form, key)) for a, r in desired.resources.items() if has_secret(r.form)}
     if not changed:
@@ -119,7 +121,7 @@ def _masked(ctx: _Ctx, address: Address, observed_cmp: dict, desired_form: dict)
     returns in clear what was sent): compared by value, shown and kept as the desired side is."""
     if str(address) not in ctx.sensitive:
         return observed_cmp
-    return mask_like(observed_cmp, desired_form, ctx.state.fingerprint_key)
+    return mask_like(observed_cmp, desired_form, ctx.keying)
 
 
 def _because(why: Why) -> dict:
@@ -345,7 +347,7 @@ def _drift(ctx: _Ctx, address: Address, observed_cmp: dict, desired_form: dict) 
 
 def _plan_connector(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     after = _access_check(ctx, r, ctx.observed.connector_access_control, "connector")
-    cred_fp = fingerprint(r.credential, ctx.state.fingerprint_key) if r.credential else None
+    cred_fp = fingerprint(r.credential, ctx.keying) if r.credential else None
     obj, managed, note = _match(ctx, r.address, "connector", r.address.name)
     if obj is None:
         return ResourceChange(r.address, (Action.CREATE,), **_because(_absent(note, "not on the cluster")),
@@ -450,7 +452,7 @@ def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
 
     key = (group_id, r.address.name) if group_id is not None else None
     obj, managed, note = _match(ctx, r.address, "model", key, same_artifact)
-    fp = fingerprint(r.credential, ctx.state.fingerprint_key) if r.credential else None
+    fp = fingerprint(r.credential, ctx.keying) if r.credential else None
     if obj is None:
         actions = (Action.REGISTER,) + ((Action.DEPLOY,) if r.deploy else ())
         return ResourceChange(r.address, actions, **_because(_absent(note, "not registered yet")), after=after,

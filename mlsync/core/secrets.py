@@ -28,12 +28,12 @@ class Secret:
     def reveal(self) -> str:
         return self._value
 
-    def keyed(self, key: str) -> "Secret":
-        """This value with its keyed fingerprint (see `stored`)."""
+    def keyed(self, key: "str | Keying") -> "Secret":
+        """This value with its fingerprint (see `stored`)."""
         return Secret(self._value, value_fingerprint(self._value, key))
 
     def stored(self) -> str:
-        """What may be written instead of the value: `(sensitive) hmac-sha256:…` once keyed, else the mask."""
+        """What may be written instead of the value: `(sensitive) scrypt1:…` once keyed, else the mask."""
         return f"{MASK} {self.fingerprint}" if self.fingerprint else MASK
 
     def __str__(self) -> str:
@@ -61,24 +61,112 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-def fingerprint(secrets: dict[str, Secret], key: str) -> str:
-    """A keyed fingerprint (HMAC-SHA256) of a credential mapping, for change detection.
-
-    The server never returns credentials, so the only way to notice that the file's credential
-    changed is to compare this against the fingerprint recorded at the last apply. Keyed so that a
-    state document alone does not let anyone test guesses of a short secret offline.
-    """
-    mac = hmac.new(key.encode(), digestmod=hashlib.sha256)
-    for name in sorted(secrets):
-        mac.update(name.encode() + b"\0" + secrets[name].reveal().encode() + b"\0")
-    return "hmac-sha256:" + mac.hexdigest()
+def _material(secrets: dict[str, Secret]) -> bytes:
+    return b"".join(name.encode() + b"\0" + secrets[name].reveal().encode() + b"\0" for name in sorted(secrets))
 
 
-def value_fingerprint(value: str, key: str) -> str:
-    """A keyed fingerprint (HMAC-SHA256) of one sensitive value (an `${env:...}` or `${file:...}`
-    substitution outside `credential:`), domain-separated from credential fingerprints."""
-    mac = hmac.new(key.encode(), b"value\0" + value.encode(), digestmod=hashlib.sha256)
-    return "hmac-sha256:" + mac.hexdigest()
+# What a fingerprint costs, by scheme (docs/security.md, "Fingerprints"):
+#   scrypt1:<hex>              the default: scrypt (N=2^14, r=8, p=1: 16 MiB and ~75 ms per value here) salted
+#                              with the stack's random `fingerprint_key`; a state reader who guesses a
+#                              credential pays that per guess, on hardware that cannot share the memory
+#   hmac-sha256-ext:<kid>:<hex> with MLSYNC_FINGERPRINT_KEY: HMAC-SHA256 keyed by a secret kept outside the
+#                              state; <kid> names the key (an HMAC of a constant), not the key
+#   hmac-sha256:<hex>          states written before this scheme: HMAC keyed by the state's own key (a guess costs one
+#                              HMAC); only read, to carry a stored fingerprint over without re-sending
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
+SCRYPT, EXTERNAL, LEGACY = "scrypt1:", "hmac-sha256-ext:", "hmac-sha256:"
+EXTERNAL_KEY_MIN = 32      # characters: the external key must not itself be guessable
+_cache: dict[tuple, str] = {}   # (scheme, key, domain, sha256 of the material) -> fingerprint; in-process only
+
+
+class Keying:
+    """How one stack's sensitive values are fingerprinted in this process: scrypt salted with the
+    state's `fingerprint_key`, or HMAC with an external key (MLSYNC_FINGERPRINT_KEY) when one is given.
+    Results are cached per value, so a value shared by many connectors costs one scrypt per process."""
+
+    __slots__ = ("salt", "_external", "key_id", "previous")
+
+    def __init__(self, salt: str, external: "str | Secret | None" = None,
+                 previous: "str | Secret | None" = None) -> None:
+        self.salt = salt
+        # the external key being replaced (MLSYNC_FINGERPRINT_KEY_PREVIOUS): only to verify stored ones
+        self.previous = Keying(salt, previous) if previous is not None else None
+        ext = external.reveal() if isinstance(external, Secret) else external
+        if ext is not None and len(ext) < EXTERNAL_KEY_MIN:
+            raise ValueError(f"MLSYNC_FINGERPRINT_KEY must be at least {EXTERNAL_KEY_MIN} characters "
+                             f"(random, e.g. `openssl rand -hex 32`); a short key can be guessed")
+        self._external = ext
+        self.key_id = (hmac.new(ext.encode(), b"mlsync-key-id", hashlib.sha256).hexdigest()[:12]
+                       if ext is not None else None)
+
+    @property
+    def prefix(self) -> str:
+        """What this keying's fingerprints start with."""
+        return f"{EXTERNAL}{self.key_id}:" if self._external is not None else SCRYPT
+
+    def credential(self, secrets: dict[str, Secret]) -> str:
+        """The fingerprint of a credential mapping (compared with the one recorded at the last apply:
+        the server never returns credentials)."""
+        return self._fingerprint(b"credential\0", _material(secrets))
+
+    def value(self, value: str) -> str:
+        """The fingerprint of one sensitive value (`${env:…}` / `${file:…}` outside `credential:`),
+        domain-separated from credential fingerprints."""
+        return self._fingerprint(b"value\0", value.encode())
+
+    def _fingerprint(self, domain: bytes, material: bytes) -> str:
+        ext = self._external
+        memo = (self.prefix, ext if ext is not None else self.salt, domain, hashlib.sha256(material).digest())
+        got = _cache.get(memo)
+        if got is None:
+            if ext is not None:
+                digest = hmac.new(ext.encode(), domain + material, hashlib.sha256).hexdigest()
+            else:
+                digest = hashlib.scrypt(domain + material, salt=self.salt.encode(), n=SCRYPT_N, r=SCRYPT_R,
+                                        p=SCRYPT_P, maxmem=64 * 1024 * 1024, dklen=32).hex()
+            got = _cache[memo] = self.prefix + digest
+        return got
+
+    def knows(self, stored_fp: str) -> bool:
+        """Can this keying check `stored_fp`? Not one made with an external key it does not have."""
+        return not stored_fp.startswith(EXTERNAL) or stored_fp.startswith(self.prefix) or (
+            self.previous is not None and stored_fp.startswith(self.previous.prefix))
+
+    def verifies(self, stored_fp: str, *, credential: "dict[str, Secret] | None" = None,
+                 value: "str | None" = None) -> bool:
+        """Is `stored_fp` (this keying's, or a legacy `hmac-sha256:` one made with the salt as key) the
+        fingerprint of `credential` / `value`? For carrying stored fingerprints over to this keying."""
+        if stored_fp.startswith(LEGACY):
+            if credential is not None:
+                mac = hmac.new(self.salt.encode(), _material(credential), hashlib.sha256)
+            else:
+                mac = hmac.new(self.salt.encode(), b"value\0" + value.encode(), hashlib.sha256)
+            return hmac.compare_digest(stored_fp, LEGACY + mac.hexdigest())
+        if stored_fp.startswith(SCRYPT):
+            other = Keying(self.salt) if self._external is not None else self
+        elif stored_fp.startswith(self.prefix):
+            other = self
+        elif self.previous is not None and stored_fp.startswith(self.previous.prefix):
+            other = self.previous
+        else:
+            return False
+        want = other.credential(credential) if credential is not None else other.value(value)
+        return hmac.compare_digest(stored_fp, want)
+
+
+def keying(key: "str | Keying") -> Keying:
+    """A Keying from a state's `fingerprint_key` (no external key) or the Keying itself."""
+    return key if isinstance(key, Keying) else Keying(key)
+
+
+def fingerprint(secrets: dict[str, Secret], key: "str | Keying") -> str:
+    """The fingerprint of a credential mapping, for change detection (see `Keying`)."""
+    return keying(key).credential(secrets)
+
+
+def value_fingerprint(value: str, key: "str | Keying") -> str:
+    """The fingerprint of one sensitive value (see `Keying.value`)."""
+    return keying(key).value(value)
 
 
 def stored(value):
@@ -111,7 +199,7 @@ def has_secret(value) -> bool:
     return isinstance(value, Secret)
 
 
-def keyed(value, key: str):
+def keyed(value, key: "str | Keying"):
     """`value` with every Secret carrying its keyed fingerprint (the planner, with the state's key)."""
     if isinstance(value, Secret):
         return value.keyed(key)
@@ -122,7 +210,7 @@ def keyed(value, key: str):
     return value
 
 
-def mask_like(observed, desired, key: str):
+def mask_like(observed, desired, key: "str | Keying"):
     """`observed` with each string that sits where `desired` has a Secret wrapped as a (keyed) Secret:
     the server returns in clear what it stored, which is as sensitive as the file's value."""
     if isinstance(desired, Secret):

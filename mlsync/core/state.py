@@ -1,7 +1,7 @@
 """The stack's state: which server objects this stack manages, and what is in flight.
 
 One document per stack (in the cluster's `mlsync-state` index, or a local `--state-file`). It holds
-no secret: credentials only as keyed fingerprints.
+no secret: credentials only as fingerprints (scrypt, or HMAC with a key kept outside the state).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import secrets as _secrets
 from dataclasses import dataclass, field, asdict
 from typing import Callable, Optional, Protocol
 
+from mlsync.core import secrets as _secrets_mod
 from mlsync.core.errors import MalformedDocument, MlsyncError
 
 STATE_FORMAT = 2                  # the newest format this mlsync reads (a newer one is refused)
@@ -79,6 +80,17 @@ class StackState:
     lock: Optional[Lock] = None
     # fields of the stored document this mlsync did not know and ignored (paths), for a warning
     ignored: list[str] = field(default_factory=list, compare=False, repr=False)
+    # MLSYNC_FINGERPRINT_KEY (and _PREVIOUS) as this process was given them (`commands.common`): never
+    # stored; without one, fingerprints are scrypt salted with `fingerprint_key` (core/secrets.Keying)
+    external_key: Optional[_secrets_mod.Secret] = field(default=None, compare=False, repr=False)
+    previous_key: Optional[_secrets_mod.Secret] = field(default=None, compare=False, repr=False)
+    # resources whose stored fingerprints were carried over to this run's keying (core/fingerprints):
+    # the state differs from what is stored although nothing else changed, so an apply saves it
+    carried_over: frozenset = field(default=frozenset(), compare=False, repr=False)
+
+    def keying(self) -> _secrets_mod.Keying:
+        """How this stack's sensitive values are fingerprinted in this process."""
+        return _secrets_mod.Keying(self.fingerprint_key, self.external_key, self.previous_key)
 
     def by_id(self) -> dict[str, ResourceState]:
         return {r.id: r for r in self.resources.values()}

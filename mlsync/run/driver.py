@@ -77,6 +77,8 @@ def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
         raise
     started = clock()
     with _holding_lease(run, started, locked):
+        if run.state.carried_over:   # fingerprints re-keyed while planning: saved with the first write
+            run.journal.later()
         run.recovery.resolve_all()
         _known_ids(run)
         _undeploys(run)

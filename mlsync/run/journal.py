@@ -235,10 +235,10 @@ class Journal:
                 self.later()
 
     def credential_fingerprint(self, change: ResourceChange, cred: Optional[dict]) -> Optional[str]:
-        """The keyed fingerprint of the credential just sent (keyed with this state's key); when none was
+        """The fingerprint of the credential just sent (this state's keying); when none was
         sent, whatever the state already recorded."""
         if cred:
-            return keyed_fingerprint(cred, self.run.state.fingerprint_key)
+            return keyed_fingerprint(cred, self.run.state.keying())
         with self.run.mutex:
             rs = self.run.state.resources.get(str(change.address))
         return rs.credential_fingerprint if rs else None

@@ -74,12 +74,12 @@ def test_the_plan_json_holds_keyed_fingerprints_and_its_digest_follows_the_value
     p1, p2, p1b = planned("zz-secret-desc"), planned("zz-other"), planned("zz-secret-desc")
     text = json.dumps(p1.to_json())
     assert "zz-secret-desc" not in text and "zz-file-desc" not in text
-    assert "(sensitive) hmac-sha256:" in text
+    assert "(sensitive) scrypt1:" in text
     assert p1.digest() == p1b.digest() and p1.digest() != p2.digest()
     # a plan made before the stack had a state: its key was never stored, so only the mask is written
     p0 = plan(desired(tmp_path)[1], Observed(), StackState("s1", fingerprint_key=KEY))
     doc = p0.to_json()
-    assert "hmac-sha256" not in json.dumps(doc) and "(sensitive)" in json.dumps(doc)
+    assert "scrypt1" not in json.dumps(doc) and "(sensitive)" in json.dumps(doc)
     from mlsync.core.plan import Plan
     assert Plan.from_json(json.loads(json.dumps(doc))).digest() == doc["digest"]
     assert Plan.from_json(json.loads(text)).digest() == p1.digest()

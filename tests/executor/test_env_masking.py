@@ -107,7 +107,7 @@ def test_env_values_appear_in_no_plan_output_saved_plan_or_state(fake, stack, tm
     assert conn["description"] == SECRET and conn["parameters"]["tenant"] == URL_SECRET
     assert [m["description"] for m in fake.models_named("remote").values()] == [f"model of {SECRET}"]
     # ... and fingerprints stand in the state
-    assert "(sensitive) hmac-sha256:" in state_text(fake)
+    assert "(sensitive) scrypt1:" in state_text(fake)
 
 
 def test_env_public_values_are_shown(fake, stack):

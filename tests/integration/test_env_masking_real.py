@@ -54,7 +54,7 @@ def test_env_description_appears_in_no_output_or_state_on_the_real_node(tmp_path
     conn_id = next(c.server_id for c in planned.plan.changes if c.address.kind == "connector")
     assert os_client.plugins.ml.get_connector(connector_id=conn_id)["description"] == VALUE
     docs = state_docs(os_client, u)
-    assert VALUE not in docs and "(sensitive) hmac-sha256:" in docs
+    assert VALUE not in docs and "(sensitive) scrypt1:" in docs
     assert app.drift([str(f)], opts, io.StringIO()) == 0
 
     monkeypatch.setenv("MLSYNC_IT_SECRET_DESC", VALUE2)
