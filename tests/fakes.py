@@ -260,6 +260,10 @@ class FakeCluster:
         self.task_polls, self.deploy_polls = task_polls, deploy_polls
         self.register_delay = register_delay          # real seconds a register spends "in flight"
         self.local_deploy_async = local_deploy_async
+        # reads of a remote model's doc that still see DEPLOYING after its deploy answered COMPLETED (2.19
+        # updates the doc a few ms after answering): 0 = the doc is DEPLOYED at once
+        self.remote_settle_reads = 0
+        self._settling: dict[str, int] = {}
         self.connectors: dict[str, dict] = {}
         self.groups: dict[str, dict] = {}
         self.models: dict[str, dict] = {}
@@ -417,9 +421,30 @@ class FakeCluster:
                 for tid, t in list(self.tasks.items()):
                     if t.get("model_id") == model_id or t.get("_model") == model_id:
                         self._tick(tid)
+                self._settle_read(model_id)
                 m = self.models.get(model_id)
                 return copy.deepcopy(m) if m is not None else None
         return self._call("get_model", (model_id,), run, oid=model_id)
+
+    def _settle_read(self, model_id: str) -> None:
+        """One read of a remote model whose deploy answered: after `remote_settle_reads` it is DEPLOYED."""
+        left = self._settling.get(model_id)
+        if left is None:
+            return
+        if left <= 1:
+            del self._settling[model_id]
+            if model_id in self.models:
+                self.models[model_id]["model_state"] = "DEPLOYED"
+        else:
+            self._settling[model_id] = left - 1
+
+    def get_models(self, model_ids: list[str]) -> dict[str, dict]:
+        def run() -> dict[str, dict]:
+            with self._lock:
+                for i in dict.fromkeys(model_ids):
+                    self._settle_read(i)
+                return {i: copy.deepcopy(self.models[i]) for i in dict.fromkeys(model_ids) if i in self.models}
+        return self._call("get_models", (list(model_ids),), run, key=",".join(model_ids))
 
     def find_models(self, name: str, group_id: Optional[str]) -> dict[str, dict]:
         def run() -> dict[str, dict]:
@@ -824,7 +849,7 @@ class FakeCluster:
                 m["last_updated_time"] = self._now_ms()
         self._call("update_model", (model_id, body), run, oid=model_id)
 
-    def deploy_model(self, model_id: str) -> Optional[str]:
+    def deploy_model(self, model_id: str, settle: bool = True) -> Optional[str]:
         def run() -> Optional[str]:
             with self._lock:
                 m = self.models.get(model_id)
@@ -837,6 +862,9 @@ class FakeCluster:
                     if fail:
                         raise _err("deploy_model", model_id, 500, fail)
                     m["model_state"] = "DEPLOYED"
+                    if self.remote_settle_reads and m["algorithm"] == "REMOTE":
+                        m["model_state"] = "DEPLOYING"
+                        self._settling[model_id] = self.remote_settle_reads
                     return None
                 m["model_state"] = "DEPLOYING"
                 tid = self._new_id("task")

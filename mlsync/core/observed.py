@@ -75,6 +75,7 @@ class ClusterPort(Protocol):
     # read
     def observe(self) -> Observed: ...
     def get_model(self, model_id: str) -> Optional[dict]: ...
+    def get_models(self, model_ids: list[str]) -> dict[str, dict]: ...         # model id -> doc; unseen ids absent
     def search_tasks(self, task_ids: list[str]) -> dict[str, dict]: ...          # task id -> task doc
     def find_models(self, name: str, group_id: Optional[str]) -> dict[str, dict]: ...  # model meta docs by id
 
@@ -93,7 +94,8 @@ class ClusterPort(Protocol):
     def register_model_meta(self, body: dict) -> str: ...                        # -> model_id
     def upload_chunk(self, model_id: str, chunk_number: int, data: bytes) -> None: ...
     def update_model(self, model_id: str, body: dict) -> None: ...
-    def deploy_model(self, model_id: str) -> Optional[str]: ...                  # task id (local) or None (remote, synchronous)
+    def deploy_model(self, model_id: str, settle: bool = True) -> Optional[str]: ...  # task id (local) or None (remote,
+                                                                                  # synchronous; settle: wait for its doc)
     def undeploy_model(self, model_id: str) -> None: ...
     def delete_model(self, model_id: str) -> None: ...                           # a missing model is not an error
 

@@ -120,14 +120,16 @@ class MLCalls(UsesTransport):
     def update_model(self, model_id: str, body: dict) -> None:
         self._call("update model", model_id, lambda: self._ml.update_model(model_id=model_id, body=body), body)
 
-    def deploy_model(self, model_id: str) -> Optional[str]:
+    def deploy_model(self, model_id: str, settle: bool = True) -> Optional[str]:
         """Local models: the deploy task id to poll. Remote models deploy synchronously: the server
         answers status COMPLETED (its task doc is COMPLETED too); this waits until the model doc
-        says so as well and returns None."""
+        says so as well (unless `settle` is False: the caller waits for many at once, with
+        `get_models`) and returns None."""
         resp = mapping(self._call("deploy model", model_id, lambda: self._ml.deploy_model(model_id=model_id)),
                        "deploy model", model_id)
         if str(resp.get("status", "")).upper() == "COMPLETED":
-            self._settle_deploy(model_id)
+            if settle:
+                self._settle_deploy(model_id)
             return None
         return field(resp, "task_id", "deploy model", model_id)
 

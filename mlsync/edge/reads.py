@@ -229,6 +229,16 @@ class Reads(UsesTransport):
             raise
         return mapping(resp, "get model", model_id)
 
+    def get_models(self, model_ids: list[str]) -> dict[str, dict]:
+        """model id -> model doc for many models: one refresh of the ML indices (so that, like GET, it
+        reads what was just written), then one search per 10,000 ids. Ids that do not exist (or that a
+        search cannot see yet, where the refresh is not allowed) are absent: callers fall back to GET."""
+        ids = list(dict.fromkeys(m for m in model_ids if m))
+        if not ids:
+            return {}
+        self._refresh_ml_indices()
+        return self._by_ids("models", self._ml.search_models, ids)
+
     def find_models(self, name: str, group_id: Optional[str]) -> dict[str, dict]:
         """Model meta docs called exactly `name` (within `group_id` if given), by id — for crash recovery.
         Reads its own writes: the ML indices are refreshed first, so a model registered a moment ago
@@ -249,17 +259,20 @@ class Reads(UsesTransport):
     def search_tasks(self, task_ids: list[str]) -> dict[str, dict]:
         """task id -> task doc, in one `_search` (per 10,000 ids). Ids the search cannot see yet
         (the task index refreshes about once a second) or that do not exist are simply absent."""
-        ids = list(dict.fromkeys(t for t in task_ids if t))
+        return self._by_ids("tasks", self._ml.search_tasks, list(dict.fromkeys(t for t in task_ids if t)))
+
+    def _by_ids(self, what: str, search: Callable[..., Any], ids: list[str]) -> dict[str, dict]:
+        """id -> _source of the documents with these ids, one `_search` per 10,000 (a missing index: none)."""
         out: dict[str, dict] = {}
         for i in range(0, len(ids), MAX_PAGE_SIZE):
             batch = ids[i:i + MAX_PAGE_SIZE]
             body = {"size": len(batch), "query": {"ids": {"values": batch}}, "track_total_hits": False}
             try:
-                resp = self._call("search tasks", f"{len(batch)} task(s)", lambda: self._ml.search_tasks(body=body))
+                resp = self._call(f"search {what}", f"{len(batch)} {what}", lambda: search(body=body))
             except ClusterError as err:
                 if is_index_missing(err):
                     continue
                 raise
-            for hit in search_hits(resp, "search tasks", f"{len(batch)} task(s)"):
+            for hit in search_hits(resp, f"search {what}", f"{len(batch)} {what}"):
                 out[hit["_id"]] = hit.get("_source") or {}
         return out

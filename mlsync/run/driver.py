@@ -133,6 +133,8 @@ def _create_or_update(run: Run, kind: Kind) -> None:
         run.parallel(list(by_group.values()), lambda changes: _one_by_one(run, changes, one))
     else:
         run.parallel(items, one)
+    if kind.deployable:
+        model.read_registered(run)   # the remote registrations' docs, in one read
     run.journal.unprepare()
     if not run.abort.is_set():
         run.journal.flush()
@@ -171,6 +173,7 @@ def _deploys(run: Run) -> None:
                                                                  or Action.REPLACE in c.actions))
     deployable = [c for c in run.plan.changes if kinds.kind(c.kind).deployable and Action.DELETE not in c.actions]
     run.parallel([c for c in deployable if wants_deploy(c)], partial(model.deploy, run))
+    model.settle_deploys(run)
     if not run.abort.is_set():
         run.settle(deployable)
         run.journal.record_deploy_states()

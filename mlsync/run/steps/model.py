@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from mlsync.core.errors import TaskFailed
+from mlsync.core.errors import MlsyncError, TaskFailed
 from mlsync.core.normalize import DEPLOYED_STATES, MODEL_FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS
 from mlsync.core.plan import Action, ResourceChange
+from mlsync.core.polling import SETTLE, Timeout, poll_until
 from mlsync.core.state import JournalEntry
-from mlsync.run.context import Run
+from mlsync.run.context import Run, StepFailed
 from mlsync.run.steps.simple import delete, retire
 from mlsync.run.tasks import wait_model_registered
+
+DEPLOY_SETTLE_SECONDS = 10.0   # how long a remote model's doc may read DEPLOYING after a completed deploy
 
 
 def actions() -> dict:
@@ -47,7 +50,8 @@ def register(run: Run, change: ResourceChange) -> None:
         model_id, fields = register_local(run, change, body, old_id)
     else:
         model_id, fields = _register(run, change, body, old_id)
-    queue_fixup(run, change, model_id, body, fields)
+    if fields is not None:
+        queue_fixup(run, change, model_id, body, fields)
 
 
 def _adopt_recovered(run: Run, change: ResourceChange, model_id: str, old_id: Optional[str]) -> None:
@@ -84,8 +88,10 @@ def register_intent(run: Run, change: ResourceChange) -> Optional[tuple[str, dic
     return "register_model", registration_details(run, change, body, old_id)
 
 
-def _register(run: Run, change: ResourceChange, body: dict, old_id: Optional[str]) -> tuple[str, dict]:
-    """register_model: remote models answer with the model id at once; URL models with a task."""
+def _register(run: Run, change: ResourceChange, body: dict, old_id: Optional[str]) -> tuple[str, Optional[dict]]:
+    """register_model: remote models answer with the model id at once; URL models with a task.
+    -> (model id, the fields its fix-up must set), or None for the fields of a remote model: it is
+    recorded by `read_registered` at the end of the phase."""
     addr = str(change.address)
     details = registration_details(run, change, body, old_id)
 
@@ -104,7 +110,11 @@ def _register(run: Run, change: ResourceChange, body: dict, old_id: Optional[str
             run.journal.drop(entry)
             raise run.give_up(change, "wait", f"model {model_id} disappeared: its registration failed")
     elif res.model_id:
-        model_id = res.model_id
+        # remote: the model exists; its doc (version, dropped fields) is read with the phase's others
+        run.journal.sent(entry, object_id=res.model_id)
+        with run.mutex:
+            run.unread.append((change, res.model_id, body, details, entry, old_id))
+        return res.model_id, None
     else:
         run.journal.sent(entry, task_id=res.task_id)
 
@@ -122,6 +132,28 @@ def _register(run: Run, change: ResourceChange, body: dict, old_id: Optional[str
     if doc is None:
         doc = run.retry(lambda: run.cluster.get_model(model_id)) or {}
     return model_id, record_registered(run, change, model_id, body, doc, details, entry, old_id)
+
+
+def read_registered(run: Run) -> None:
+    """Record the remote models registered in this phase, from one batched read of their docs (the
+    server's model_version, the fields registration dropped) instead of one GET each."""
+    with run.mutex:
+        pending, run.unread = run.unread, []
+    if not pending:
+        return
+    try:
+        docs = run.retry(lambda: run.cluster.get_models([p[1] for p in pending]))
+    except MlsyncError:
+        docs = {}          # each one is read on its own below, a failure failing only its resource
+    for change, model_id, body, details, entry, old_id in pending:
+        doc = docs.get(model_id)
+        try:
+            if doc is None:
+                doc = run.step(change, "read", lambda: run.retry(lambda: run.cluster.get_model(model_id)) or {})
+            fields = record_registered(run, change, model_id, body, doc, details, entry, old_id)
+        except StepFailed:
+            continue
+        queue_fixup(run, change, model_id, body, fields)
 
 
 def record_registered(run: Run, change: ResourceChange, model_id: str, body: dict, doc: dict, details: dict,
@@ -229,11 +261,33 @@ def deploy(run: Run, change: ResourceChange) -> None:
     rr.id = rr.id or model_id
 
     def send() -> Optional[str]:
-        task_id = run.retry(lambda: run.cluster.deploy_model(model_id))
+        task_id = run.retry(lambda: run.cluster.deploy_model(model_id, settle=False))
         if task_id:
             run.waiter.wait(task_id, addr)
+        else:
+            with run.mutex:
+                run.settling.append(model_id)
         return task_id
     run.step(change, "deploy", send, lambda t: f"model {model_id}" + (f", task {t}" if t else ""))
+
+
+def settle_deploys(run: Run) -> None:
+    """The server answers a remote deploy COMPLETED a few ms before the model doc leaves DEPLOYING (a
+    predict, or Update Model, in between is refused): wait for the phase's remote deploys together,
+    one batched read per poll, before the apply reports them done."""
+    with run.mutex:
+        ids, run.settling = run.settling, []
+    if not ids:
+        return
+
+    def settled(docs: dict) -> bool:
+        return all((docs.get(i) or {}).get("model_state") not in (None, "DEPLOYING", "LOADING") for i in ids)
+    try:
+        poll_until(lambda: run.retry(lambda: run.cluster.get_models(ids)), settled, policy=SETTLE,
+                   deadline=run.clock() + DEPLOY_SETTLE_SECONDS, clock=run.clock, sleep=run.sleep)
+    except Timeout:
+        run.result.warnings.append(f"{len(ids)} remote model(s) still read DEPLOYING {DEPLOY_SETTLE_SECONDS:.0f}s "
+                                   f"after their deploy completed")
 
 
 def delete_superseded(run: Run, entry: JournalEntry) -> None:
