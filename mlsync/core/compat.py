@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from mlsync.core.desired import DesiredState
 from mlsync.core.plan import Action, Plan, ResourceChange
+from mlsync.core.secrets import Secret
 
 SAFE_INPUT_SINCE = (3, 1)
 ENDPOINT_URI_SINCE = (3, 2)
@@ -97,11 +98,15 @@ def _safe_input(ch: ResourceChange, version: str) -> Iterator[str]:
         return
     for field in ("name", "description"):
         value = ch.after.get(field)
+        sensitive = isinstance(value, Secret)     # `${env:…}`: checked like any value, never quoted
+        value = value.reveal() if sensitive else value
         if not isinstance(value, str) or not value.strip():
             continue        # a blank name is the schema's to refuse; a blank description is allowed
         if not is_safe_text(value):
+            has = ("characters outside that set (not shown: the value is sensitive)" if sensitive
+                   else _unsafe_chars(value))
             yield (f"ML Commons {version} (3.1 and later) refuses this {what} {field}: it has "
-                   f"{_unsafe_chars(value)}; names and descriptions can only contain {_SAFE_DESCRIPTION}")
+                   f"{has}; names and descriptions can only contain {_SAFE_DESCRIPTION}")
 
 
 def _endpoints(ch: ResourceChange, version: str) -> Iterator[str]:
@@ -112,10 +117,20 @@ def _endpoints(ch: ResourceChange, version: str) -> Iterator[str]:
         where = "action"
     else:
         return
-    parameters = form.get("parameters") or {}
+    raw = form.get("parameters") or {}
+    parameters = {k: (v.reveal() if isinstance(v, Secret) else v) for k, v in raw.items()}
     for i, action in enumerate(form.get("actions") or ()):
         url = action.get("url") if isinstance(action, dict) else None
-        problem = endpoint_problem(url, parameters) if isinstance(url, str) else None
+        # a URL or a parameter from `${env:…}` is checked with its value, and the message never quotes it
+        if isinstance(url, Secret):
+            url, sensitive = url.reveal(), True
+        elif isinstance(url, str):
+            sensitive = any(isinstance(raw.get(m.group(1)), Secret) for m in _PLACEHOLDER.finditer(url))
+        else:
+            continue
+        problem = endpoint_problem(url, parameters)
+        if problem and sensitive:
+            problem = "the endpoint (not shown: it holds a sensitive value) is not a URI with a host ML Commons can read"
         if problem:
             yield (f"ML Commons {version} (3.2 and later) refuses {where} {i} "
                    f"({action.get('action_type', '?')}) at predict time: {problem}")

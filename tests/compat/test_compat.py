@@ -166,3 +166,18 @@ def test_only_what_is_sent_is_checked() -> None:
 def test_endpoint_problems(url, params, problem) -> None:
     found = compat.endpoint_problem(url, params)
     assert (found is None) if problem is None else (problem in found), found
+
+
+def test_values_from_the_environment_are_checked_and_never_quoted(tmp_path, monkeypatch) -> None:
+    """`${env:…}` values are Secrets in the plan: the 3.x checks used to skip them (issue 10's note)."""
+    monkeypatch.setenv("MLSYNC_T_DESC", "zq secret; 50%")
+    monkeypatch.setenv("MLSYNC_T_HOST", "zq_secret_host")
+    with pytest.raises(PlanError) as err:
+        plan_on("3.2.0", tmp_path, desc="${env:MLSYNC_T_DESC}", host="\"${env:MLSYNC_T_HOST}\"")
+    messages = err.value.messages
+    assert any("connector description: it has characters outside that set (not shown" in m for m in messages)
+    assert any("refuses action 0 (PREDICT) at predict time: the endpoint (not shown" in m for m in messages)
+    assert "zq" not in " ".join(messages)
+    monkeypatch.setenv("MLSYNC_T_DESC", "fine text")
+    monkeypatch.setenv("MLSYNC_T_HOST", "api.example.com")
+    assert plan_on("3.2.0", tmp_path, desc="${env:MLSYNC_T_DESC}", host="\"${env:MLSYNC_T_HOST}\"")[0].plan.has_changes
