@@ -82,7 +82,7 @@ class Run:
         self.fixups: list[tuple[ResourceChange, str, dict]] = []
         # remote registrations answered with their id, read back together after their phase (model.read_registered)
         self.unread: list[tuple] = []
-        self.settling: list[str] = []   # remote models deployed, whose docs may still read DEPLOYING (model.settle_deploys)
+        self.settling: list[tuple] = []   # (change, model id) of remote models deployed, whose docs may still read DEPLOYING (model.settle_deploys)
         self.undeployed: set[str] = set()
         self.waiter = TaskWaiter(cluster, clock=clock, sleep=sleep, timeout=timeout, reporter=reporter,
                                  on_poll=self.renew_if_due)

@@ -66,3 +66,27 @@ def test_a_model_the_batched_read_does_not_see_is_read_on_its_own(clock):
     assert len(fake.calls("get_model")) >= 1
     state = ClusterStateStore(fake, clock=clock.time).load(STACK)
     assert all(rs.server_version == "1" for a, rs in state.resources.items() if a.startswith("model["))
+
+
+def test_a_remote_deploy_answered_completed_whose_doc_reads_failed_is_not_reported_done(clock):
+    """On several nodes COMPLETED is the answer of the node that took the request; the doc tells."""
+    fake = FakeCluster(clock)
+    original = fake.deploy_model
+
+    def fails_elsewhere(model_id, settle=True):
+        got = original(model_id, settle)
+        if fake.models[model_id]["name"] == "r1":
+            fake.models[model_id]["model_state"] = "DEPLOY_FAILED"
+        if fake.models[model_id]["name"] == "r2":
+            fake.models[model_id].update(model_state="PARTIALLY_DEPLOYED", planning_worker_node_count=2,
+                                         current_worker_node_count=1)
+        return got
+    fake.deploy_model = fails_elsewhere
+    res = apply(Plan(STACK, stack_of(3)), fake, ClusterStateStore(fake, clock=clock.time), clock=clock.time,
+                sleep=clock.sleep, request_body=stub_body, credentials={'connector["c1"]': CRED}, parallelism=2)
+    assert not res.ok
+    failed = {a: rr.error for a, rr in res.resources.items() if rr.status == "failed"}
+    assert list(failed) == ['model["g1"]["r1"]'] and "DEPLOY_FAILED" in failed['model["g1"]["r1"]']
+    assert any('model["g2"]["r2"]' in w and "1 of 2 nodes" in w for w in res.warnings), res.warnings
+    state = ClusterStateStore(fake, clock=clock.time).load(STACK)
+    assert not state.resources['model["g1"]["r1"]'].applied_deploy

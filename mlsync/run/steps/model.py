@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from mlsync.core.errors import MlsyncError, TaskFailed
-from mlsync.core.normalize import DEPLOYED_STATES, MODEL_FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS
+from mlsync.core.normalize import DEPLOYED_STATES, MODEL_FIXUP_FIELDS, MODEL_UPDATE_FUNCTIONS, partially_deployed
 from mlsync.core.plan import Action, ResourceChange
 from mlsync.core.polling import SETTLE, Timeout, poll_until
 from mlsync.core.state import JournalEntry
@@ -266,7 +266,7 @@ def deploy(run: Run, change: ResourceChange) -> None:
             run.waiter.wait(task_id, addr)
         else:
             with run.mutex:
-                run.settling.append(model_id)
+                run.settling.append((change, model_id))
         return task_id
     run.step(change, "deploy", send, lambda t: f"model {model_id}" + (f", task {t}" if t else ""))
 
@@ -276,18 +276,30 @@ def settle_deploys(run: Run) -> None:
     predict, or Update Model, in between is refused): wait for the phase's remote deploys together,
     one batched read per poll, before the apply reports them done."""
     with run.mutex:
-        ids, run.settling = run.settling, []
-    if not ids:
+        pending, run.settling = run.settling, []
+    if not pending:
         return
+    ids = [model_id for _, model_id in pending]
 
     def settled(docs: dict) -> bool:
         return all((docs.get(i) or {}).get("model_state") not in (None, "DEPLOYING", "LOADING") for i in ids)
     try:
-        poll_until(lambda: run.retry(lambda: run.cluster.get_models(ids)), settled, policy=SETTLE,
-                   deadline=run.clock() + DEPLOY_SETTLE_SECONDS, clock=run.clock, sleep=run.sleep)
-    except Timeout:
-        run.result.warnings.append(f"{len(ids)} remote model(s) still read DEPLOYING {DEPLOY_SETTLE_SECONDS:.0f}s "
-                                   f"after their deploy completed")
+        docs = poll_until(lambda: run.retry(lambda: run.cluster.get_models(ids)), settled, policy=SETTLE,
+                          deadline=run.clock() + DEPLOY_SETTLE_SECONDS, clock=run.clock, sleep=run.sleep)
+    except Timeout as out:
+        docs = out.last
+        run.result.warnings.append(f"{sum(not settled({i: docs.get(i)}) for i in ids)} remote model(s) still read "
+                                   f"DEPLOYING {DEPLOY_SETTLE_SECONDS:.0f}s after their deploy completed")
+    # COMPLETED is the answer of the node that took the request: a node where the deploy failed shows
+    # only in the doc (DEPLOY_FAILED, or fewer serving nodes than planned)
+    for change, model_id in pending:
+        doc = docs.get(model_id) or {}
+        if doc.get("model_state") == "DEPLOY_FAILED":
+            run.fail(change, "deploy", MlsyncError(f"model {model_id}: the deploy answered COMPLETED but the "
+                                                   f"model reads DEPLOY_FAILED"))
+        elif partially_deployed(doc):
+            run.result.warnings.append(f"{change.address}: model {model_id} serves on fewer nodes than planned "
+                                       f"({partially_deployed(doc)}); the next apply deploys it again")
 
 
 def delete_superseded(run: Run, entry: JournalEntry) -> None:
