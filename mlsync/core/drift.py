@@ -270,6 +270,11 @@ def _deploy_item(ch: ResourceChange, rs: ResourceState, observed: Observed) -> O
     if ch.deploy and state in normalize.FAILED_STATES:
         return DriftItem(addr, DriftType.DEPLOY_FAILED, f"deploy failed outside mlsync (state {state}); the file says "
                          "deploy: true", ch.server_id, ch.server_version, actions=acts, details=details)
+    partial = normalize.partially_deployed(obj.source) if obj else None
+    if ch.deploy and partial:   # still serving, on fewer nodes than planned (a node left, or failed it)
+        return DriftItem(addr, DriftType.UNDEPLOYED, f"partially deployed ({partial}): serving on fewer nodes "
+                         "than planned; the file says deploy: true", ch.server_id, ch.server_version,
+                         actions=acts, details=details)
     if ch.deploy:
         return DriftItem(addr, DriftType.UNDEPLOYED, f"undeployed outside mlsync (state {state}); the file says "
                          "deploy: true", ch.server_id, ch.server_version, actions=acts, details=details)

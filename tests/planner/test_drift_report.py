@@ -145,6 +145,18 @@ def test_deploy_state_drift(state, deploy, applied_deploy, kind):
     assert_plan_agrees(rep, p)
 
 
+def test_a_partially_deployed_version_is_worded_as_partial_not_undeployed():
+    st = managed_state()
+    st.resources[ADDR_R].applied_deploy = True
+    src = dict(REMOTE_SRC, model_state="PARTIALLY_DEPLOYED", planning_worker_node_count=2, current_worker_node_count=1)
+    rep, p = report(d=desired(lambda d: d["models"][0].update(deploy=True)), obs=observed(remote=src), st=st)
+    [item] = rep.items
+    assert item.kind is DriftType.UNDEPLOYED and item.actions == ("deploy",)
+    assert "partially deployed (state PARTIALLY_DEPLOYED, 1 of 2 nodes)" in item.summary
+    assert "undeployed outside mlsync" not in item.summary
+    assert_plan_agrees(rep, p)
+
+
 def test_unmanaged_version_in_a_managed_group_is_drift_apply_leaves_alone():
     extra = dict(LOCAL_SRC, name="someone-elses", model_content_hash_value="b" * 64, model_version="7")
     rep, p = report(obs=observed(extra_models=[extra]))
