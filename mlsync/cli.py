@@ -267,19 +267,23 @@ def drift(ctx: click.Context, files, output, **kw) -> None:
 
 
 @main.command("state")
-@click.argument("action", type=click.Choice(["list", "show", "rm"]))
+@click.argument("action", type=click.Choice(["list", "show", "rm", "mv"]))
 @click.argument("addresses", nargs=-1)
 @click.option("--stack", required=True, help="The stack whose state to read or edit.")
+@click.option("--to-stack", help="mv: the stack that takes the addresses over.")
 @cluster_options
 @click.pass_context
-def state_command(ctx: click.Context, action, addresses, stack, **kw) -> None:
-    """Inspect or edit the stack's state: list | show ADDRESS | rm ADDRESS..."""
+def state_command(ctx: click.Context, action, addresses, stack, to_stack, **kw) -> None:
+    """Inspect or edit the stack's state: list | show ADDRESS | rm ADDRESS... | mv --to-stack OTHER ADDRESS..."""
     from mlsync import commands as app
 
-    if action in ("show", "rm") and not addresses:
+    if action in ("show", "rm", "mv") and not addresses:
         raise click.UsageError(f"state {action} needs an ADDRESS, e.g. 'model_group[\"embeddings\"]'")
+    if (action == "mv") != bool(to_stack):
+        raise click.UsageError("--to-stack goes with state mv, and state mv needs it")
     state_file = kw.pop("state_file")
-    run(ctx, lambda: app.state(action, list(addresses), _connection(kw), sys.stdout, stack=stack, state_file=state_file))
+    run(ctx, lambda: app.state(action, list(addresses), _connection(kw), sys.stdout, stack=stack,
+                               state_file=state_file, to_stack=to_stack))
 
 
 @main.command()

@@ -29,28 +29,30 @@ def carried_over(state: StackState, desired: DesiredState, keying: Keying) -> di
         r = by_address.get(address)
         cred_fp = rs.credential_fingerprint
         masked = _masked_fingerprints(rs.applied_form)
-        stale = [fp for fp in ([cred_fp] if cred_fp else []) + masked if not fp.startswith(prefix)]
-        if not stale:
+        # moved from another stack (`state mv`): made with that stack's salt, so every one is stale
+        moved = rs.fingerprint_salt is not None and rs.fingerprint_salt != keying.salt
+        origin = keying.with_salt(rs.fingerprint_salt) if moved else keying
+        stale = [fp for fp in ([cred_fp] if cred_fp else []) + masked if moved or not fp.startswith(prefix)]
+        if not stale and rs.fingerprint_salt is None:
             continue
         unknown_keys |= {fp.split(":")[1] for fp in stale if not keying.knows(fp)}
         if r is None:
             continue   # planned for deletion: its fingerprints are never compared again
-        new = rs
-        if cred_fp and not cred_fp.startswith(prefix) and r.credential \
-                and keying.verifies(cred_fp, credential=r.credential):
+        new = dataclasses.replace(rs, fingerprint_salt=None)
+        if cred_fp in stale and r.credential and origin.verifies(cred_fp, credential=r.credential):
             new = dataclasses.replace(new, credential_fingerprint=keying.credential(r.credential))
         if masked and rs.applied_form is not None:
             renamed = {}
             for value in _secret_values(r.form):
                 for fp in masked:
-                    if fp not in renamed and not fp.startswith(prefix) and keying.verifies(fp, value=value):
+                    if fp not in renamed and fp in stale and origin.verifies(fp, value=value):
                         renamed[fp] = keying.value(value)
             if renamed:
                 form = _renamed(rs.applied_form, {f"{MASK} {a}": f"{MASK} {b}" for a, b in renamed.items()})
                 same = rs.applied_fingerprint == normalize.digest(rs.applied_form)
                 new = dataclasses.replace(new, applied_form=form,
                                           applied_fingerprint=normalize.digest(form) if same else rs.applied_fingerprint)
-        if new is not rs:
+        if new != rs:
             out[address] = new
     if unknown_keys:
         raise PlanError([

@@ -99,6 +99,12 @@ class Keying:
         self.key_id = (hmac.new(ext.encode(), b"mlsync-key-id", hashlib.sha256).hexdigest()[:12]
                        if ext is not None else None)
 
+    def with_salt(self, salt: str) -> "Keying":
+        """This keying for fingerprints made with another stack's salt (an object `state mv` moved)."""
+        other = Keying(salt)
+        other._external, other.key_id, other.previous = self._external, self.key_id, self.previous
+        return other
+
     @property
     def prefix(self) -> str:
         """What this keying's fingerprints start with."""

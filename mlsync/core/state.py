@@ -36,6 +36,9 @@ class ResourceState:
     # file changed since the last apply". None in states written before they existed.
     applied_form: Optional[dict] = None
     applied_deploy: Optional[bool] = None
+    # the salt its fingerprints were made with when not this stack's `fingerprint_key` (it was moved
+    # here by `state mv`): the next plan verifies them with it and re-keys them (core/fingerprints)
+    fingerprint_salt: Optional[str] = None
 
 
 @dataclass
@@ -125,7 +128,8 @@ class StackState:
                 server_version=rf.get("server_version", (str, int), None),
                 applied_fingerprint=rf.get("applied_fingerprint", str, None),
                 credential_fingerprint=rf.get("credential_fingerprint", str, None),
-                applied_form=rf.get("applied_form", dict, None), applied_deploy=rf.get("applied_deploy", bool, None))
+                applied_form=rf.get("applied_form", dict, None), applied_deploy=rf.get("applied_deploy", bool, None),
+                fingerprint_salt=rf.get("fingerprint_salt", str, None))
             if isinstance(resources[address].server_version, int):
                 resources[address].server_version = str(resources[address].server_version)
             rf.done(_RESOURCE_FIELDS)

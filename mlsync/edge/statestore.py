@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 import uuid
+import dataclasses
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Union
@@ -518,11 +519,55 @@ def state_show(store: StateStore, stack: str, address: str) -> dict:
     return {**asdict(resources[address]), "managed": True, "journal": journal}
 
 
+def state_mv(store: StateStore, stack: str, to_stack: str, addresses: list[str], *,
+             holder: str = "mlsync state mv", ttl_seconds: float = 60.0) -> list[ResourceState]:
+    """Move `addresses` from `stack`'s state to `to_stack`'s (the objects themselves are untouched): the
+    explicit way an object changes owner (one object, one stack). All or nothing; both stacks' leases
+    are held for the edit. The target is written first: a crash between the two writes leaves the
+    object in both states, which every plan of either stack refuses (naming the other) until the
+    command is run again; never in neither, where a plan could adopt it. Refused: an address not in
+    `stack`, one `to_stack` already has for another object, one with an operation still in flight
+    (finish it with `mlsync apply` first). Returns what was moved."""
+    if stack == to_stack:
+        raise MlsyncError(f"state mv: the source and the target are both stack {stack!r}")
+    wanted = list(dict.fromkeys(canonical_address(a) for a in addresses))
+    source = store.lock(stack, holder, ttl_seconds)
+    try:
+        for address in wanted:
+            if address not in source.resources:
+                raise _unknown(stack, address, sorted(source.resources))
+            busy = [j.operation for j in source.journal if j.address == address]
+            if busy:
+                raise MlsyncError(f"state mv: {address} has an operation in flight in stack {stack!r} "
+                                  f"({', '.join(busy)}); run `mlsync apply` on it first")
+        target = store.lock(to_stack, holder, ttl_seconds)
+        try:
+            for address in wanted:
+                rs, there = source.resources[address], target.resources.get(address)
+                if there is not None and there.id != rs.id:
+                    raise MlsyncError(f"state mv: stack {to_stack!r} already manages {address} as {there.kind} "
+                                      f"{there.id}, not {rs.id}; remove it there first (`mlsync state rm`)")
+            moved = [source.resources[a] for a in wanted]
+            for rs in moved:
+                salt = rs.fingerprint_salt or source.fingerprint_key
+                target.resources[rs.address] = dataclasses.replace(
+                    rs, fingerprint_salt=None if salt == target.fingerprint_key else salt)
+            store.save(target)
+            for a in wanted:
+                del source.resources[a]
+            store.save(source)
+            return moved
+        finally:
+            store.unlock(to_stack, lock_id=target.lock.lock_id if target.lock else None)
+    finally:
+        store.unlock(stack, lock_id=source.lock.lock_id if source.lock else None)
+
+
 def state_show_text(store: StateStore, stack: str, address: str) -> str:
     data = state_show(store, stack, address)
     lines = []
     for key in ("address", "kind", "id", "server_version", "applied_fingerprint", "credential_fingerprint",
-                "applied_deploy"):
+                "applied_deploy", "fingerprint_salt"):
         if key in data:
             lines.append(f"{key}: {data[key] if data[key] is not None else '-'}")
     if not data.get("managed"):

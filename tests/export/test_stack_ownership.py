@@ -180,3 +180,48 @@ def test_export_leaves_out_a_model_using_another_stacks_connector(fake, tmp_path
     assert app.export_(OPTS, out, groups=["mine"], err=err) == app.EXIT_OK
     assert names(out.getvalue()) == {"connectors": [], "model_groups": ["mine"], "models": []}
     assert f"('uses-a') left out: it uses connector {cid}, which stack 'a' manages as {CONN}" in err.getvalue()
+
+
+# --- state mv -----------------------------------------------------------------------------------
+
+def test_state_mv_hands_objects_over_and_the_credential_is_not_sent_again(fake, tmp_path):
+    """The one-command move: b's plan of the same objects is empty (its fingerprints, made with a's
+    salt, are verified and re-keyed, not taken for a changed credential), a's plan is refused."""
+    path_a = applied(fake, tmp_path, "a")
+    before = {i: dict(c) for i, c in fake.connectors.items()}
+    out = io.StringIO()
+    app.state("mv", [CONN, GROUP, REMOTE], OPTS, out, stack="a", to_stack="b")
+    assert "Moved 3 addresses from stack 'a' to stack 'b'" in out.getvalue()
+    assert ClusterStateStore(fake).load("a").resources == {}
+    path_b = tmp_path / "b.yaml"
+    path_b.write_text(STACK_FILE.format(stack="b"))
+    planned = common.plan_for(common.load_desired([str(path_b)]), fake, ClusterStateStore(fake))
+    assert not planned.plan.has_changes, [c.reason for c in planned.plan.pending]
+    assert planned.state.carried_over                                  # re-keyed with b's salt ...
+    assert app.apply([str(path_b)], OPTS, io.StringIO(), auto_approve=True) == app.EXIT_OK
+    stored = ClusterStateStore(fake).load("b")
+    assert all(rs.fingerprint_salt is None for rs in stored.resources.values())   # ... and saved
+    assert fake.connectors == before                                   # nothing was sent again
+    with pytest.raises(PlanError, match="managed by stack 'b'"):
+        common.plan_for(common.load_desired([path_a]), fake, ClusterStateStore(fake))
+
+
+def test_state_mv_refuses_what_it_cannot_move_and_changes_nothing(fake, tmp_path):
+    applied(fake, tmp_path, "a")
+    store = ClusterStateStore(fake)
+    with pytest.raises(MlsyncError, match='connector\\["nope"\\]'):
+        app.state("mv", [GROUP, 'connector["nope"]'], OPTS, io.StringIO(), stack="a", to_stack="b")
+    assert store.load("b") is None                 # refused before the target was touched
+    b = StackState("b")
+    b.resources[GROUP] = ResourceState(GROUP, "model_group", "another-id")
+    store.save(b)
+    with pytest.raises(MlsyncError, match="already manages"):
+        app.state("mv", [GROUP], OPTS, io.StringIO(), stack="a", to_stack="b")
+    a = store.load("a")
+    a.journal = [JournalEntry("1", REMOTE, "register_model", 1.0, "sent")]
+    store.save(a)
+    with pytest.raises(MlsyncError, match="in flight"):
+        app.state("mv", [REMOTE], OPTS, io.StringIO(), stack="a", to_stack="c")
+    assert set(store.load("a").resources) == {CONN, GROUP, REMOTE}    # all or nothing, each time
+    assert set(store.load("b").resources) == {GROUP} and store.load("c") is None
+    assert store.load("a").lock is None and store.load("b").lock is None

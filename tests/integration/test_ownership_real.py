@@ -116,3 +116,37 @@ def test_a_second_stack_never_takes_over_the_first_stacks_objects(tmp_path, opts
     assert ml_objects(os_client, names) == {"connector": [], "group": [], "model": []}
     os_client.delete(index="mlsync-state", id=u, refresh=True, ignore=[404])
     os_client.delete(index="mlsync-state", id=f"{u}-second", refresh=True, ignore=[404])
+
+
+def test_state_mv_moves_a_deployed_stack_without_touching_the_node(tmp_path, opts, os_client, unique_name,
+                                                                    artifact_server):
+    """`state mv` instead of `state rm` + `import`: the receiving stack's fingerprints are verified with
+    the giving stack's salt and re-keyed, so nothing is re-sent: no credential push, no redeploy."""
+    u = unique_name("mv")
+    text = QUICKSTART.read_text().replace("quickstart", u).replace("http://127.0.0.1:8089", artifact_server.base_url)
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text(text)
+    second.write_text(text.replace(f"stack: {u}", f"stack: {u}-second"))
+    names = {"connector": f"{u}-embeddings-api", "group": f"{u}-embeddings", "model": f"{u}-remote-embedder"}
+    addresses = [f'connector["{names["connector"]}"]', f'model_group["{names["group"]}"]',
+                 f'model["{names["group"]}"]["{names["model"]}"]']
+    try:
+        code, out = run_apply([first], opts)
+        assert code == 0, out
+        before = ml_objects(os_client, names)
+        assert app.state("mv", addresses, opts, io.StringIO(), stack=u, to_stack=f"{u}-second") == 0
+        assert not replan([second], opts).plan.has_changes          # no credential push, no redeploy
+        with pytest.raises(PlanError, match=f"is managed by stack '{u}-second'"):
+            app.plan([str(first)], opts, io.StringIO())
+        code, out = run_apply([second], opts)                        # saves the re-keyed fingerprints
+        assert code == 0 and "No changes" in out, out
+        assert ml_objects(os_client, names) == before                # seq_no unchanged: nothing was sent
+        store = ClusterStateStore(Cluster.connect(opts))
+        assert all(rs.fingerprint_salt is None for rs in store.load(f"{u}-second").resources.values())
+        code, out = run_apply([second], opts, destroy=True)
+        assert code == 0, out
+        assert ml_objects(os_client, names) == {"connector": [], "group": [], "model": []}
+    finally:
+        for stack in (u, f"{u}-second"):
+            run_apply([first if stack == u else second], opts, destroy=True)
+            os_client.delete(index="mlsync-state", id=stack, refresh=True, ignore=[404])
