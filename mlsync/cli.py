@@ -222,10 +222,14 @@ def _apply_command(destroy: bool):
     @click.option("--auto-approve", is_flag=True, help="Do not ask for confirmation.")
     @click.option("--parallelism", type=click.IntRange(1, 10), default=4, show_default=True,
                   help="Model groups registered in parallel (versions of one group always go one at a time).")
+    @click.option("--upload-concurrency", type=click.IntRange(1, 4), default=1, show_default=True,
+                  help="Chunks of local model files (path:) in flight at once, 10 MB each in memory; "
+                       "a file's last chunk goes after all its others.")
     @click.option("--timeout", default="10m", show_default=True, help="Per-operation timeout, e.g. 90s, 10m, 1h.")
     @ALLOW_IN_USE
     @click.pass_context
-    def command(ctx: click.Context, files, planfile, auto_approve, parallelism, timeout, allow_in_use, **kw) -> None:
+    def command(ctx: click.Context, files, planfile, auto_approve, parallelism, upload_concurrency, timeout, allow_in_use,
+                **kw) -> None:
         from mlsync import commands as app
 
         state_file = kw.pop("state_file")

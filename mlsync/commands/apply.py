@@ -11,7 +11,7 @@ from mlsync.commands.output import EXIT_ERROR, EXIT_OK, render_plan
 
 def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = None, auto_approve: bool = False,
           parallelism: int = 4, timeout: float = 600.0, state_file: Optional[str] = None, destroy: bool = False,
-          confirm: Optional[Callable[[], bool]] = None, allow_in_use: bool = False) -> int:
+          confirm: Optional[Callable[[], bool]] = None, allow_in_use: bool = False, upload_concurrency: int = 1) -> int:
     """`mlsync apply` / `mlsync destroy` (`destroy=True`): plan (or check a saved plan), confirm, execute,
     summarise. Exit 0 when every change succeeded (or there was none), 1 otherwise.
 
@@ -61,7 +61,8 @@ def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = 
                 raise
         handed_over = True
         return _execute(the_plan, cluster, store, common.credentials(desired), out,
-                        parallelism=parallelism, timeout=timeout, locked=locked)
+                        parallelism=parallelism, timeout=timeout, locked=locked,
+                        upload_concurrency=upload_concurrency)
     finally:
         if not handed_over:
             problem = driver.release_lease(store, locked)
@@ -70,7 +71,7 @@ def apply(paths: list[str], options, out: TextIO, *, plan_file: Optional[str] = 
 
 
 def _execute(the_plan, cluster, store, credentials, out: TextIO, *, parallelism: int, timeout: float,
-             locked=None) -> int:
+             locked=None, upload_concurrency: int = 1) -> int:
     """Carry out the plan with progress on stderr, under the lease in `locked` (the driver releases it);
     the per-address summary goes to `out`, also when the apply aborts (the error is then raised on)."""
     from mlsync.run import driver, progress
@@ -78,7 +79,8 @@ def _execute(the_plan, cluster, store, credentials, out: TextIO, *, parallelism:
     try:
         with progress.make_reporter(sys.stderr) as reporter:
             result = driver.apply(the_plan, cluster, store, credentials=credentials,
-                                  parallelism=parallelism, timeout=timeout, reporter=reporter, locked=locked)
+                                  parallelism=parallelism, timeout=timeout, reporter=reporter, locked=locked,
+                                  upload_concurrency=upload_concurrency)
     except driver.ApplyAborted as err:
         for line in progress.summary_lines(err.result):
             print(line, file=out)

@@ -70,9 +70,18 @@ class MLCalls(UsesTransport):
     def delete_group(self, group_id: str) -> None:
         """Deletes a group; a missing one is fine (200 result:not_found). The 409 "has associated model
         versions" is retried for `delete_group_retry_seconds`: after a model delete its chunk docs are
-        removed by a non-refreshing delete-by-query and keep the group busy for a moment."""
+        removed by a non-refreshing delete-by-query and keep the group busy for a moment.
+
+        Each attempt waits first until a count of the group's chunk docs reads 0: the server answers a
+        group delete by searching the group's documents with their whole source (ML Commons 2.19,
+        `DeleteModelGroupTransportAction.checkForAssociatedModels`, up to 10 hits), and ten 10 MB
+        chunks of a deleted upload, base64 and stringified, ran a 1 GB-heap node out of memory
+        (docs/ml-commons-notes.md §4). The count (size 0) carries no source."""
 
         def attempt() -> Optional[ClusterError]:      # None: deleted (or already gone); else the 409
+            if self._group_chunks(group_id):
+                return ClusterError("delete model group", group_id, 409,
+                                    "chunk documents of its deleted models are still being removed")
             try:
                 self._call("delete model group", group_id,
                            lambda: self._ml.delete_model_group(model_group_id=group_id))
@@ -91,6 +100,21 @@ class MLCalls(UsesTransport):
         except Timeout as out:
             last = out.last
         raise last    # outside the except block: the 409 travels without the Timeout as its context
+
+    def _group_chunks(self, group_id: str) -> int:
+        """How many chunk docs (of `upload_chunk` models: URL models' chunks carry no group) the
+        group has; 0 when they cannot be counted (no model index, no permission to search it): the
+        count only protects the node, the delete itself decides."""
+        body = {"size": 0, "track_total_hits": True, "query": {"bool": {"filter": [
+            {"term": {"model_group_id": group_id}}, {"exists": {"field": "chunk_number"}}]}}}
+        try:
+            resp = self._call("count chunk documents", group_id, lambda: self._ml.search_models(body=body))
+        except ClusterError as err:
+            log.debug("group %s: chunk documents not counted: %s", group_id, err)
+            return 0
+        total = mapping(mapping(resp, "count chunk documents", group_id).get("hits"), "count chunk documents",
+                        group_id).get("total")
+        return int(total.get("value", 0)) if isinstance(total, dict) else int(total or 0)
 
     # ------------------------------------------------------------------ models
 

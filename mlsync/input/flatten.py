@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 from dataclasses import replace
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
 from mlsync.core import normalize, references
 from mlsync.core.address import Address
@@ -23,19 +23,25 @@ from mlsync.input.model import Connector, Model, ModelGroup, StackFile, VersionF
 _VERSION_FIELDS = tuple(n for n in VersionFields.model_fields)
 
 
-def sha256_file(path: str) -> tuple[str, int]:
-    """(SHA-256 hex digest, size) of a regular file; OSError for anything else (a FIFO would hang a plain
-    open, a device would never end): opened without blocking and checked with fstat before reading."""
+def open_regular(path: str) -> BinaryIO:
+    """`path` opened for reading in binary if it is a regular file; OSError for anything else (a FIFO
+    would hang a plain open, a device would never end): opened without blocking and checked with
+    fstat before anything is read. What hashes a model file and what uploads it both open it here."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(errno.EINVAL, "not a regular file", path)
+        return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
+
+
+def sha256_file(path: str) -> tuple[str, int]:
+    """(SHA-256 hex digest, size) of a regular file (`open_regular`), read in 1 MiB blocks."""
     h = hashlib.sha256()
     size = 0
-    with os.fdopen(fd, "rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
             size += len(block)

@@ -62,9 +62,11 @@ class Run:
     def __init__(self, plan: Plan, cluster: ClusterPort, store: StateStore, credentials: dict[str, dict[str, Secret]],
                  *, parallelism: int, timeout: float, reporter: Reporter, clock: Callable[[], float],
                  sleep: Callable[[float], None], holder: str, lock_ttl: float,
-                 request_body: Optional[Callable[..., dict]]) -> None:
+                 request_body: Optional[Callable[..., dict]], upload_concurrency: int = 1) -> None:
         self.plan, self.cluster, self.store, self.credentials = plan, cluster, store, credentials
         self.parallelism, self.timeout, self.reporter = parallelism, timeout, reporter
+        self.upload_concurrency = upload_concurrency   # chunks in flight (run/uploads.py) ...
+        self.chunk_slots = threading.Semaphore(upload_concurrency)   # ... and in memory, for the whole apply
         self.clock, self.sleep, self.holder, self.lock_ttl = clock, sleep, holder, lock_ttl
         self.body_fn = request_body or normalize.request_body
         self.result = ApplyResult(plan.stack)

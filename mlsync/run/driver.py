@@ -42,6 +42,7 @@ from mlsync.run.progress import NullReporter, Reporter
 from mlsync.run.recovery import Recovery
 from mlsync.run.results import ApplyAborted, ApplyResult
 from mlsync.run.steps import STEPS, consumers, main_action, model, step_for
+from mlsync.run.uploads import DEFAULT_UPLOAD_CONCURRENCY
 
 
 def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
@@ -49,11 +50,14 @@ def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
           parallelism: int = 4, timeout: float = 600.0, reporter: Optional[Reporter] = None,
           clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
           holder: Optional[str] = None, lock_ttl: float = DEFAULT_LOCK_TTL,
-          request_body: Optional[Callable[..., dict]] = None, locked: Optional[StackState] = None) -> ApplyResult:
+          request_body: Optional[Callable[..., dict]] = None, locked: Optional[StackState] = None,
+          upload_concurrency: int = DEFAULT_UPLOAD_CONCURRENCY) -> ApplyResult:
     """Carry out `plan` on `cluster`, keeping the stack's state in `store` (see the module docstring).
 
     credentials: address string -> credential mapping (connectors, and models with an inline connector).
     timeout:     seconds per operation (one task, one wait for a model state).
+    upload_concurrency: chunks of local model files in flight (and in memory) at once; a file's last
+                 chunk always goes after all its others (mlsync.run.uploads).
     locked:      the state returned by `take_lease` when the caller already holds the stack's lease
                  (it planned under it): the apply runs under that lease instead of taking one, and
                  releases it at the end like its own (also when it raises before starting).
@@ -63,12 +67,14 @@ def apply(plan: Plan, cluster: ClusterPort, store: StateStore, *,
     try:
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
+        if upload_concurrency < 1:
+            raise ValueError("upload_concurrency must be at least 1")
         if locked is not None and (locked.lock is None or locked.stack != plan.stack):
             raise ValueError(f"apply of stack {plan.stack!r} was handed a state that does not hold its lease")
         run = Run(plan, cluster, store, credentials or {}, parallelism=parallelism, timeout=timeout,
                   reporter=reporter or NullReporter(), clock=clock, sleep=sleep,
                   holder=holder or (locked.lock.holder if locked is not None and locked.lock else default_holder()),
-                  lock_ttl=lock_ttl, request_body=request_body)
+                  lock_ttl=lock_ttl, request_body=request_body, upload_concurrency=upload_concurrency)
         run.journal = Journal(run)
         run.recovery = Recovery(run, run.journal)
     except BaseException:

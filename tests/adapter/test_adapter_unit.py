@@ -238,6 +238,28 @@ def test_delete_group_retries_409_then_gives_up(monkeypatch):
     assert ml.calls >= 3 and time.monotonic() - start < 2
 
 
+def test_delete_group_waits_until_no_chunk_document_is_left_before_asking(monkeypatch):
+    # Each refused group delete has ML Commons 2.19 fetch up to 10 of the group's docs with their whole
+    # source: ten 10 MB chunks of a just-deleted upload ran the shared 1 GB-heap node out of memory.
+    class ML:
+        def __init__(self):
+            self.log, self.counts = [], [3, 1, 0]
+
+        def search_models(self, body):
+            assert body["size"] == 0 and {"exists": {"field": "chunk_number"}} in body["query"]["bool"]["filter"]
+            self.log.append("count")
+            return {"hits": {"total": {"value": self.counts.pop(0)}, "hits": []}}
+
+        def delete_model_group(self, model_group_id):
+            self.log.append("delete")
+            return {"result": "deleted"}
+    ml = ML()
+    cluster = Cluster(ConnectionOptions(url="http://127.0.0.1:1"), delete_group_retry_seconds=10)
+    monkeypatch.setattr(Cluster, "_ml", property(lambda self: ml))
+    cluster.delete_group("g1")
+    assert ml.log == ["count", "count", "count", "delete"]
+
+
 def test_missing_index_reads_as_empty(monkeypatch):
     ml = _RaisingML(_err(404, "index_not_found_exception", "no such index [.plugins-ml-task]"))
     cluster = Cluster(ConnectionOptions(url="http://127.0.0.1:1"))

@@ -580,7 +580,7 @@ def test_chunks_are_uploaded_in_order_with_the_right_sizes(run, fake, store, tmp
     monkeypatch.setattr(uploads, "CHUNK_SIZE", 10)
     path = tmp_path / "model.zip"
     path.write_bytes(os.urandom(35))
-    res = run(group("g"), local_model("g", "m", "1", str(path)))
+    res = run(group("g"), local_model("g", "m", "1", str(path)), upload_concurrency=1)   # in order: one at a time
     assert res.ok, res.errors
     mid = store.load(STACK).resources['model["g"]["m"]["1"]'].id
     assert fake.chunk_log == [(mid, 0, 10), (mid, 1, 10), (mid, 2, 10), (mid, 3, 5)]
