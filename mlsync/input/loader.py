@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -147,6 +148,10 @@ def load_tree(paths: list[str], env: Optional[Mapping[str, str]] = None) -> Load
     """Read, interpolate and merge the files; return the plain tree, its source map and all problems."""
     env = os.environ if env is None else env
     files, problems = expand_paths(paths)
+    if len(files) == 1 and not problems:
+        fast = _load_json(files[0], env)
+        if fast is not None:
+            return fast
     result = LoadResult(tree=None, source_map=SourceMap(), problems=problems, fatal=bool(problems))
     for name in files:
         parsed, file_problems, fatal = _parse_file(name, env)
@@ -166,24 +171,33 @@ def load_tree(paths: list[str], env: Optional[Mapping[str, str]] = None) -> Load
     return result
 
 
-def _parse_file(name: str, env: Mapping[str, str]) -> tuple[ParsedFile, list[Problem], bool]:
-    absolute = os.path.abspath(name)
-    parsed = ParsedFile(name, absolute, None)
+def _read_text(name: str) -> tuple[Optional[str], list[Problem]]:
+    """The file's text (size-checked, UTF-8), or None and the problem that stopped it."""
     try:
         size = os.path.getsize(name)
         if size > MAX_FILE_BYTES:
-            return parsed, [Problem(name, 1, 1, "", f"file is too large ({size} bytes; the limit is "
-                                                    f"{MAX_FILE_BYTES} bytes per file)")], True
+            return None, [Problem(name, 1, 1, "", f"file is too large ({size} bytes; the limit is "
+                                                  f"{MAX_FILE_BYTES} bytes per file)")]
         with open(name, "rb") as fh:
             data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        return parsed, [Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")], True
+        return None, [Problem(name, 1, 1, "", f"cannot read file: {exc.strerror or exc}")]
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig"), []
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        return parsed, [Problem(name, line, col, "", "file is not valid UTF-8 text")], True
+        return None, [Problem(name, line, col, "", "file is not valid UTF-8 text")]
+
+
+def _parse_file(name: str, env: Mapping[str, str], text: Optional[str] = None
+                ) -> tuple[ParsedFile, list[Problem], bool]:
+    absolute = os.path.abspath(name)
+    parsed = ParsedFile(name, absolute, None)
+    if text is None:
+        text, problems = _read_text(name)
+        if text is None:
+            return parsed, problems, True
     builder = _Builder(name, absolute, text, env)
     root = builder.build()
     parsed.root = root
@@ -205,16 +219,33 @@ def _yaml():
     from ruamel.yaml import YAML
 
     if "resolver" not in _YAML_CLASSES:
+        from ruamel.yaml.nodes import ScalarNode
         from ruamel.yaml.resolver import VersionedResolver
 
         class CachingResolver(VersionedResolver):
+            """Also remembers the tag of each plain scalar text: a file repeats most of its scalars
+            (keys, enum values, booleans), and resolving one tries a list of regular expressions."""
+
             _table = None
+            _memo: Optional[dict] = None
 
             @property
             def versioned_resolver(self) -> Any:
                 if self._table is None:
                     self._table = VersionedResolver.versioned_resolver.fget(self)
                 return self._table
+
+            def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+                if kind is not ScalarNode or self.yaml_path_resolvers:
+                    return VersionedResolver.resolve(self, kind, value, implicit)
+                memo = self._memo
+                if memo is None:
+                    memo = self._memo = {}
+                key = (value, implicit[0], implicit[1])
+                tag = memo.get(key)
+                if tag is None:
+                    tag = memo[key] = VersionedResolver.resolve(self, kind, value, implicit)
+                return tag
 
         _YAML_CLASSES["resolver"] = CachingResolver
     yaml = YAML(typ="safe")
@@ -282,10 +313,19 @@ class _Builder:
             return None
         if node is None:  # empty file or comments only: an empty overlay
             return None
-        if not self._check_graph(node):
+        # Without anchors, aliases or merge keys the graph is a tree as large as the text: its one
+        # check left, the nesting depth, is made while building (in the same order, at the same node).
+        if any(c in self.text for c in ("&", "*", "<<")) and not self._check_graph(node):
             self.fatal = True
             return None
-        root = self._node(node, 0)
+        reported = len(self.problems)
+        try:
+            root = self._node(node, 0)
+        except _TooDeep as exc:
+            del self.problems[reported:]  # as when _check_graph stops the file before it is built
+            self.problem(self.pos(exc.node.start_mark), f"document is nested too deeply (more than {MAX_DEPTH} levels)")
+            self.fatal = True
+            return None
         if not isinstance(root, LMap):
             kind = "a list" if isinstance(root, LSeq) else "a single value"
             self.problem(root.pos, f"the top level must be a mapping (version, stack, connectors, model_groups, "
@@ -426,6 +466,8 @@ class _Builder:
     def _node(self, node: Any, depth: int) -> LNode:
         from ruamel.yaml.nodes import MappingNode, SequenceNode
 
+        if depth > MAX_DEPTH:
+            raise _TooDeep(node)
         pos = self.pos(node.start_mark)
         tag = _tag(node)
         if isinstance(node, MappingNode):
@@ -452,7 +494,10 @@ class _Builder:
             if ktag == _TAG + "merge":
                 merges.append(vnode)
                 continue
+            if depth >= MAX_DEPTH:  # the key is a node one level down too (as _check_graph counts)
+                raise _TooDeep(knode)
             if not isinstance(knode.value, str):
+                _check_depth(knode, depth + 1)
                 self.problem(kpos, "mapping keys must be plain strings, not a mapping or a list")
                 continue
             key = knode.value
@@ -625,6 +670,8 @@ class _Builder:
 
     def _find(self, node: Any, needle: str, fallback: Pos) -> Pos:
         """The position of `needle` in the source text of `node` (single line or block), else the node's start."""
+        if node is None:  # the JSON fast path: any problem sends the file through the located path
+            return fallback
         start, end = node.start_mark, node.end_mark
         for line_no in range(start.line, min(end.line, len(self.lines) - 1) + 1):
             line = self.lines[line_no]
@@ -655,6 +702,16 @@ class _Recursive(Exception):
 class _TooDeep(Exception):
     def __init__(self, node: Any):
         self.node = node
+
+
+def _check_depth(node: Any, depth: int) -> None:
+    """Raise _TooDeep at the first node (depth first, keys before values) deeper than MAX_DEPTH."""
+    if depth > MAX_DEPTH:
+        raise _TooDeep(node)
+    if isinstance(node.value, list):
+        for child in node.value:
+            for part in (child if isinstance(child, tuple) else (child,)):
+                _check_depth(part, depth + 1)
 
 
 def _to_int(text: str) -> Optional[int]:
@@ -781,3 +838,261 @@ def _is_version_label(path: Path) -> bool:
 def _is_model_path(path: Path) -> bool:
     # ('models', i, 'path') or ('models', i, 'versions', j, 'path')
     return path[0] == "models" and (len(path) == 3 or (len(path) == 5 and path[2] == "versions"))
+
+
+# --- the JSON fast path --------------------------------------------------------------------------
+#
+# A file that is JSON (generated files often are: benchmarks/bench_scale.py writes its 10,000-version
+# file with json.dumps) is read by the json module, some 40 times faster than composing it as YAML
+# with every position. Positions are recorded only for what a successful load asks for (each
+# resource and model version, `path:` values, the top-level keys); any other position, and every
+# error, comes from the located path (`_Builder`), run on the same text on first demand
+# (`_LazySourceMap`). The fast path takes only files that mean the same in YAML 1.2 as in JSON: a
+# problem of any kind, a duplicate key, NaN or an infinite number, a tab, a character YAML does not
+# allow or a line break JSON does not count, a surrogate escape (libyaml refuses them), or a key
+# libyaml would not take as a simple key (longer than 1,024 characters up to its colon, or with its
+# colon on a later line) makes it step aside, and the file goes through the located path as before.
+# tests/config/test_fast_path.py checks that both paths give the same tree, positions and secrets.
+
+_JSON_START = re.compile(r"[ \n\r]*\{")
+_JSON_UNSAFE_CHAR = re.compile("[\t\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")
+_JSON_SURROGATE = re.compile(r"\\u[dD][89abAB]")
+_JSON_FAR_COLON = re.compile(r'"(?:[ \r]*\n|[ \n]*\r|[ \n\r]{200})[ \n\r]*:')
+_JSON_WS = re.compile(r"[ \n\r]*")
+_BREAK = re.compile(r"\r\n|\r|\n")
+#: Longest key the fast path takes: even written with \uXXXX escapes it stays far under libyaml's
+#: 1,024-character limit on a simple key.
+_MAX_JSON_KEY = 120
+
+
+class _NotFast(Exception):
+    """The file is not plain JSON that means the same as YAML: read it through the located path."""
+
+
+class _Number(str):
+    """The source text of a JSON number (json's parse_int / parse_float hook), resolved by _FastJson."""
+
+    __slots__ = ()
+
+
+def _json_pairs(pairs: list) -> dict:
+    out = dict(pairs)
+    if len(out) != len(pairs) or (out and max(map(len, out)) > _MAX_JSON_KEY):
+        raise _NotFast()  # a duplicate key (reported with its place by the located path), or a long key
+    return out
+
+
+def _json_constant(name: str) -> Any:
+    raise _NotFast()  # NaN, Infinity: plain strings in YAML
+
+
+def _load_json(name: str, env: Mapping[str, str]) -> Optional[LoadResult]:
+    """The LoadResult of one file if it is JSON the fast path may take, else None."""
+    import json
+
+    text, problems = _read_text(name)
+    if text is None or not _JSON_START.match(text) or _JSON_UNSAFE_CHAR.search(text) or (
+            "\\u" in text and _JSON_SURROGATE.search(text)) or _JSON_FAR_COLON.search(text):
+        return None
+    try:
+        tree = json.loads(text, object_pairs_hook=_json_pairs, parse_int=_Number, parse_float=_Number,
+                          parse_constant=_json_constant)
+        if not isinstance(tree, dict):
+            return None
+        fast = _FastJson(name, text, env)
+        tree = fast.value(tree, (), 0)
+        keys, values = _JsonPositions(name, text).scan()
+    except (_NotFast, ValueError, RecursionError):
+        return None
+    absolute = os.path.abspath(name)
+
+    def located() -> SourceMap:
+        parsed, _, _ = _parse_file(name, env, text)
+        smap = SourceMap()
+        _emit(parsed.root or LMap({}, (name, 1, 1)), (), smap, {name: os.path.dirname(absolute)})
+        return smap
+
+    smap = _LazySourceMap(tree, keys, values, fast.sensitive, located)
+    return LoadResult(tree=tree, source_map=smap, files=[ParsedFile(name, absolute, None)])
+
+
+class _FastJson:
+    """The plain tree of decoded JSON as `_emit` would give it: numbers resolved, strings interpolated
+    (in place: most leaves are strings that stay as they are)."""
+
+    def __init__(self, display: str, text: str, env: Mapping[str, str]):
+        self.builder = _Builder(display, os.path.abspath(display), text, env)
+        self.dir = self.builder.dir
+        self.sensitive: set[str] = set()
+
+    def value(self, value: Any, path: Path, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise _NotFast()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if type(item) is str and key != "path" and "${" not in item:
+                    continue  # the common leaf: nothing to do
+                if item is None or item is True or item is False:
+                    continue
+                value[key] = self.value(item, path + (key,), depth + 1)
+            return value
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if not (type(item) is str and "${" not in item) and item is not None:
+                    value[i] = self.value(item, path + (i,), depth + 1)
+            return value
+        if isinstance(value, _Number):
+            if path and path[-1] == "version" and _is_version_label(path):
+                return str(value)  # version labels and connector versions: the text as written
+            if "." in value or "e" in value or "E" in value:
+                number = _to_float(value)
+                if number is None:
+                    raise _NotFast()  # 1e999: reported by the located path
+                return number
+            return int(value)
+        if isinstance(value, str):
+            if "${" in value:
+                builder = self.builder
+                builder._sensitive = False
+                value = builder._interpolate(None, value, (builder.display, 1, 1))
+                if builder.problems:
+                    raise _NotFast()
+                if builder._sensitive and value and not _is_identity(path):
+                    self.sensitive.add(value)
+            if path and path[-1] == "path" and value and _is_model_path(path):
+                return os.path.normpath(os.path.join(self.dir, value))
+            return value
+        return value  # true, false, null
+
+
+def _json_wanted(path: Path) -> bool:
+    """Whether the entries of the container at `path` get positions: the top level, its lists (each
+    resource), and inside a model its versions (each version, its `path:`)."""
+    n = len(path)
+    return n <= 1 or (path[0] == "models" and (n == 2 or (path[2] == "versions" and n <= 4)))
+
+
+class _JsonPositions:
+    """Positions (as libyaml gives them) of the nodes a successful load locates, from a second, shallow
+    scan of the text: the nodes below them are skipped with json's scanner."""
+
+    def __init__(self, display: str, text: str):
+        import json
+        from json.decoder import scanstring
+        from json.scanner import make_scanner
+
+        self.display, self.text = display, text
+        self.starts = [0] + [m.end() for m in _BREAK.finditer(text)]
+        self.skip_value = make_scanner(json.JSONDecoder())
+        self.scanstring = scanstring
+        self.keys: dict[Path, Pos] = {}
+        self.values: dict[Path, Pos] = {}
+
+    def pos(self, i: int) -> Pos:
+        starts = self.starts
+        line = bisect_right(starts, i) - 1 if len(starts) > 1 else 0
+        return (self.display, line + 1, i - starts[line] + 1)
+
+    def scan(self) -> tuple[dict, dict]:
+        self.node(_JSON_WS.match(self.text).end(), ())
+        return self.keys, self.values
+
+    def node(self, i: int, path: Path) -> int:
+        """Record the node starting at text[i]; return the index after it."""
+        text, ws = self.text, _JSON_WS
+        self.values[path] = self.pos(i)
+        ch = text[i]
+        if ch not in "[{" or not _json_wanted(path):
+            return self.skip_value(text, i)[1]
+        if len(path) == 2:  # a model: its entries only when it has versions or a path
+            end = self.skip_value(text, i)[1]
+            if '"versions"' not in text[i:end] and '"path"' not in text[i:end]:
+                return end
+        elif len(path) == 4:  # a version: its entries only when it has a path
+            end = self.skip_value(text, i)[1]
+            if '"path"' not in text[i:end]:
+                return end
+        i = ws.match(text, i + 1).end()
+        if ch == "{":
+            while text[i] != "}":
+                key, after = self.scanstring(text, i + 1)
+                child = path + (key,)
+                self.keys[child] = self.pos(i)  # a mapping entry is located at its key
+                i = ws.match(text, ws.match(text, after).end() + 1).end()  # past the colon
+                i = self.node(i, child) if _json_wanted(child) else self.skip_value(text, i)[1]
+                i = ws.match(text, i).end()
+                if text[i] == ",":
+                    i = ws.match(text, i + 1).end()
+            return i + 1
+        index = 0
+        while text[i] != "]":
+            i = ws.match(text, self.node(i, path + (index,))).end()
+            index += 1
+            if text[i] == ",":
+                i = ws.match(text, i + 1).end()
+        return i + 1
+
+
+def _exists(tree: Any, path: Path) -> bool:
+    node = tree
+    for part in path:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and type(part) is int and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+class _LazySourceMap(SourceMap):
+    """A SourceMap that knows some positions from the fast path and asks the located path for the rest.
+
+    `has` needs no positions (a path was written iff it is in the tree); `locate` answers from the
+    recorded positions, climbs past paths that are not in the tree (as SourceMap.locate does), and
+    builds the full map (once) for a written path it has no position for; `keys`/`values` build it.
+    """
+
+    def __init__(self, tree: Any, keys: dict, values: dict, sensitive: set, located: Any):
+        self._tree, self._keys, self._values = tree, keys, values
+        self.sensitive = sensitive
+        self._located = located
+        self._full: Optional[SourceMap] = None
+
+    def _map(self) -> SourceMap:
+        if self._full is None:
+            self._full = self._located()
+        return self._full
+
+    @property
+    def keys(self) -> dict:  # type: ignore[override]
+        return self._map().keys
+
+    @property
+    def values(self) -> dict:  # type: ignore[override]
+        return self._map().values
+
+    def locate(self, path: Path) -> Pos:
+        path = tuple(path)
+        if self._full is None:
+            while True:
+                pos = self._keys.get(path) or self._values.get(path)
+                if pos is not None:
+                    return pos
+                if _exists(self._tree, path):
+                    break
+                path = path[:-1]
+        return self._map().locate(path)
+
+    def locate_value(self, path: Path) -> Pos:
+        path = tuple(path)
+        if self._full is None:
+            pos = self._values.get(path)
+            if pos is not None:
+                return pos
+            if not _exists(self._tree, path):
+                return self.locate(path)
+        return self._map().locate_value(path)
+
+    def has(self, path: Path) -> bool:
+        return _exists(self._tree, tuple(path))
