@@ -237,7 +237,7 @@ def _apply_command(destroy: bool):
         run(ctx, lambda: app.apply(list(files) or ["."], _connection(kw), sys.stdout, plan_file=planfile,
                                    auto_approve=auto_approve, parallelism=parallelism, timeout=seconds,
                                    state_file=state_file, destroy=destroy, confirm=_confirm,
-                                   allow_in_use=allow_in_use))
+                                   allow_in_use=allow_in_use, upload_concurrency=upload_concurrency))
     return command
 
 
