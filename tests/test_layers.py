@@ -33,6 +33,8 @@ RULES: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "edge":     (frozenset({"mlsync", "core", "input", "edge"}),         frozenset({"click"})),
     "commands": (ALL - {"cli"},                                          frozenset({"click", "opensearchpy"})),
     "cli":      (ALL,                                                    frozenset({"opensearchpy"})),
+    # the executable's entry point: `mlsync --help` from kept text, anything else handed to cli
+    "launch":   (frozenset({"mlsync", "cli"}),                           frozenset({"click", "opensearchpy", "rich"})),
 }
 
 

@@ -49,7 +49,7 @@ def test_the_wheel_installs_into_a_clean_venv_and_works(tmp_path) -> None:
         entry_points = next(whl.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert {"mlsync/cli.py", "mlsync/render/graph.py", "mlsync/input/schema.py"} <= names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "scripts/"))]
-    assert "mlsync = mlsync.cli:main" in entry_points
+    assert "mlsync = mlsync.launch:main" in entry_points
     with tarfile.open(sdists[0]) as sd:
         members = {m.name.split("/", 1)[1] for m in sd.getmembers() if "/" in m.name}
     assert {"pyproject.toml", "README.md", "mlsync/cli.py"} <= members

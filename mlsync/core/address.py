@@ -15,12 +15,19 @@ from __future__ import annotations
 
 import json
 import re
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Optional
 
 KINDS = ("connector", "model_group", "model", "ingest_pipeline", "search_pipeline", "agent")
 _PART = re.compile(r'\[("(?:[^"\\]|\\.)*")\]')
+_PLAIN = re.compile(r'"[^"\\\x00-\x1f]*"')    # a part json.loads would return as it stands, quotes off
+
+
+def _quoted(part) -> str:
+    """`json.dumps(part, ensure_ascii=False)`, without building an encoder for each string."""
+    return encode_basestring(part) if type(part) is str else json.dumps(part, ensure_ascii=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -40,7 +47,7 @@ class Address:
     @cached_property
     def _text(self) -> str:   # computed once: plans key everything by address strings
         parts = [self.group, self.name, self.version] if self.kind == "model" else [self.name]
-        return self.kind + "".join(f"[{json.dumps(p, ensure_ascii=False)}]" for p in parts if p is not None)
+        return self.kind + "".join(f"[{_quoted(p)}]" for p in parts if p is not None)
 
     @classmethod
     def parse(cls, text: str) -> "Address":
@@ -51,7 +58,8 @@ class Address:
         for m in _PART.finditer(rest):
             if m.start() != pos:
                 break
-            parts.append(json.loads(m.group(1)))
+            part = m.group(1)
+            parts.append(part[1:-1] if _PLAIN.fullmatch(part) else json.loads(part))
             pos = m.end()
         ok = pos == len(rest) and kind in KINDS and (
             (kind == "model" and len(parts) in (2, 3)) or (kind != "model" and len(parts) == 1))

@@ -9,6 +9,7 @@ equal dicts mean "no change". The same form, with references resolved, is the re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -141,12 +142,19 @@ def _model_config(mc: Optional[dict]) -> Optional[dict]:
     out["all_config"] = _json_text(out.get("all_config"))
     if out.get("all_config") is not None:
         try:  # compare JSON text by meaning, not by spacing or key order
-            out["all_config"] = json.dumps(json.loads(out["all_config"]), separators=(",", ":"), sort_keys=True)
+            out["all_config"] = _canonical_json(out["all_config"])
         except ValueError:
             pass
     if not out.get("normalize_result"):
         out.pop("normalize_result", None)  # the server omits false
     return _drop_none(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_json(text: str) -> str:
+    """JSON text re-encoded compactly with sorted keys; ValueError if it is not JSON. Cached: the models
+    of a large stack mostly share a handful of `all_config` texts (10,000 of them in one plan)."""
+    return json.dumps(json.loads(text), separators=(",", ":"), sort_keys=True)
 
 
 def _rate_limiter(rl: Optional[dict]) -> Optional[dict]:

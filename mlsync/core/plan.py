@@ -131,7 +131,9 @@ class ResourceChange:
             "server_version": self.server_version,
             "before": self.before,
             "after": self.after,
-            "field_changes": [f.to_json() for f in self.field_changes],
+            # FieldChange.to_json's fields, without its deep copy: _plain copies every container
+            "field_changes": [{"path": f.path, "before": f.before, "after": f.after, "sensitive": f.sensitive,
+                               "forces_replace": f.forces_replace} for f in self.field_changes],
             "depends_on": list(self.depends_on),
             "drift": self.drift,
             "deploy": self.deploy,
@@ -165,7 +167,8 @@ class ResourceChange:
     def planned_values(self, *, credentials: bool = True) -> dict:
         """Everything this change would do, as plain data: what `Plan.digest` covers. Not the
         reason (words for people) nor `drift` (how it is explained), which do not change what is
-        sent. `credentials=False` puts a marker where a credential's keyed fingerprint would be."""
+        sent. `credentials=False` puts a marker where a credential's keyed fingerprint would be.
+        (`_planned_from_json` gives the same from `to_json(fingerprints=credentials)`.)"""
         def cred(value: Any) -> Any:
             return value if credentials or value is None else MASK
         return _plain({
@@ -188,10 +191,52 @@ class ResourceChange:
         }, credentials)
 
 
+_PLANNED = ("address", "actions", "server_id", "server_version", "before", "after", "field_changes", "depends_on",
+            "deploy", "deployed", "artifact", "credential_fingerprint", "template")
+
+
+def _planned_from_json(change: dict, credentials: bool) -> dict:
+    """`ResourceChange.planned_values(credentials=c)` from its `to_json(fingerprints=c)`, which holds the
+    same values made plain the same way: writing a plan walks each change once, not twice. (A value
+    `_plain` gives is None only for None, so `cred` is decided on the plain value.)"""
+    out = {k: change[k] for k in _PLANNED if k in change}
+    if not credentials:
+        out["field_changes"] = [
+            {**f, "before": None if f["before"] is None else MASK, "after": None if f["after"] is None else MASK}
+            if f["sensitive"] else f for f in change["field_changes"]]
+        if out["credential_fingerprint"] is not None:
+            out["credential_fingerprint"] = MASK
+    return out
+
+
+_STORED = MASK + " "
+_ATOMS = frozenset({int, float, bool, type(None)})   # returned as they are
+
+
 def _plain(value: Any, fingerprints: bool = True) -> Any:
     """`value` as plain JSON data. A Secret (a sensitive `${env:…}` value; never a credential) counts as
     `Secret.stored()` — `(sensitive) scrypt1:…`, the state's fingerprint of it, so that a digest
     changes with the value — or, with `fingerprints=False` (a key never stored), as its mask."""
+    # the common types first, by exact type (a plan at 10,000 changes holds about a million values);
+    # the isinstance chain below gives the same answer for each of them
+    t = type(value)
+    if t is str:
+        return MASK if not fingerprints and value.startswith(_STORED) else value
+    if t in _ATOMS:
+        return value
+    if t is dict:
+        if fingerprints:
+            return {(k if type(k) is str else _plain(k) if isinstance(k, (Secret, str)) else str(k)):
+                    (v if type(v) is str or type(v) in _ATOMS else _plain(v)) for k, v in value.items()}
+        return {((MASK if k.startswith(_STORED) else k) if type(k) is str else
+                 _plain(k, False) if isinstance(k, (Secret, str)) else str(k)):
+                ((MASK if v.startswith(_STORED) else v) if type(v) is str else
+                 v if type(v) in _ATOMS else _plain(v, False)) for k, v in value.items()}
+    if t is list:
+        if fingerprints:
+            return [v if type(v) is str or type(v) in _ATOMS else _plain(v) for v in value]
+        return [(MASK if v.startswith(_STORED) else v) if type(v) is str else
+                v if type(v) in _ATOMS else _plain(v, False) for v in value]
     if isinstance(value, Secret):
         return value.stored() if fingerprints else MASK
     if isinstance(value, str):
@@ -207,14 +252,15 @@ def _plain(value: Any, fingerprints: bool = True) -> Any:
     return value
 
 
-def _canonical(value: Any) -> bytes:
-    """One byte string per JSON value: sorted keys, no spaces, UTF-8."""
-    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode("utf-8")
+def _canonical(value: Any, *, plain: bool = False) -> bytes:
+    """One byte string per JSON value: sorted keys, no spaces, UTF-8. `plain`: `value` is `_plain`'s
+    output already (walking it again gives the same data)."""
+    return json.dumps(value if plain else _plain(value), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False, default=str).encode("utf-8")
 
 
-def _sha256(value: Any) -> str:
-    return DIGEST_PREFIX + hashlib.sha256(_canonical(value)).hexdigest()
+def _sha256(value: Any, *, plain: bool = False) -> str:
+    return DIGEST_PREFIX + hashlib.sha256(_canonical(value, plain=plain)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -256,31 +302,37 @@ class Plan:
     def change_digests(self) -> dict[str, str]:
         """address -> digest of the values of each pending change (no-ops are not part of it)."""
         creds = self.digest_covers_credentials
-        return {str(c.address): _sha256(c.planned_values(credentials=creds)) for c in self.pending}
+        return {str(c.address): _sha256(c.planned_values(credentials=creds), plain=True) for c in self.pending}
 
-    def digest(self) -> str:
+    def digest(self, _change_digests: Optional[dict[str, str]] = None) -> str:
         """`sha256:<64 hex>` over a canonical JSON of every planned value: per pending change, in apply
         order, its address, actions, server id and version, before/after forms, field changes, deploy
         flags, artifact (hash, size) and credential fingerprint; and the plan's stack and destroy flag.
-        Pure: two plans with equal values have equal digests, whatever process made them."""
+        Pure: two plans with equal values have equal digests, whatever process made them.
+        `_change_digests`: what `change_digests()` gives, when the caller has it already."""
         return _sha256({"stack": self.stack, "destroy": self.destroy,
                         "credentials": self.digest_covers_credentials,
-                        "changes": list(self.change_digests().items())})
+                        "changes": list((self.change_digests() if _change_digests is None else _change_digests).items())})
 
     def to_json(self) -> dict:
+        creds = self.digest_covers_credentials
+        changes = [c.to_json(fingerprints=creds) for c in self.changes]
+        # the digest from the changes' JSON (the same plain values): each change is walked once
+        digests = {str(c.address): _sha256(_planned_from_json(j, creds), plain=True)
+                   for c, j in zip(self.changes, changes) if not c.is_noop}
         return {
             "format_version": FORMAT_VERSION,
             "stack": self.stack,
             "cluster_version": self.cluster_version,
             "sources": list(self.sources),
-            "resource_changes": [c.to_json(fingerprints=self.digest_covers_credentials) for c in self.changes],
+            "resource_changes": changes,
             "summary": self.summary(),
             "has_changes": self.has_changes,
             "warnings": list(self.warnings),
             "destroy": self.destroy,
             "state_serial": self.state_serial,
             "observed_fingerprints": dict(self.observed_fingerprints),
-            "digest": self.digest(),
+            "digest": self.digest(digests),
         }
 
     @classmethod

@@ -17,8 +17,6 @@ import json
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Optional
 
-from deepdiff import DeepDiff
-
 from mlsync.core import kinds, normalize, references
 from mlsync.core.address import Address
 from mlsync.core.desired import DesiredResource, DesiredState, of_kind
@@ -69,6 +67,7 @@ class _Ctx:
     natural_index: dict[str, dict] = field(default_factory=dict)   # kind -> natural key -> objects
     connector_names: Optional[dict[str, str]] = None               # connector id -> name (see _connector_names)
     planned: dict[str, ResourceChange] = field(default_factory=dict)  # address str -> change, as planned so far
+    group_keys: dict[str, str] = field(default_factory=dict)       # group name -> its address str (models' lookups)
     sensitive: frozenset = frozenset()   # addresses whose desired form holds a sensitive value (a Secret)
     keying: Optional[Keying] = None      # how sensitive values are fingerprinted (the state's, this process's key)
 
@@ -232,11 +231,14 @@ def _path(parts: list) -> str:
 
 
 def diff_forms(before: dict, after: dict, *, replace_fields: tuple[str, ...] = ()) -> tuple[FieldChange, ...]:
-    """Field-level changes from `before` to `after`, sorted by path.
+    """Field-level changes from `before` to `after`, sorted by path: what DeepDiff reports (tree
+    view: the path, the old and the new value of each added, removed or changed item).
 
-    Compared key by key: an equal key costs a comparison, a differing scalar is one change, and only a
-    differing mapping or list goes through DeepDiff (which costs about a millisecond a call, too much
-    to spend on each of 10,000 mostly unchanged resources)."""
+    Compared key by key: an equal key costs a comparison, a differing scalar is one change, and a
+    differing mapping or list is walked here (_walk) the way DeepDiff walks it. Only a differing list
+    of plain values (strings, numbers, booleans, None), which DeepDiff aligns with difflib, goes
+    through DeepDiff itself: it costs about a millisecond a call and importing it loads numpy
+    (≈ 0.17 s), which a plan without such a change never pays."""
     if before == after:
         return ()
     out = []
@@ -246,19 +248,65 @@ def diff_forms(before: dict, after: dict, *, replace_fields: tuple[str, ...] = (
             continue
         forces = key in replace_fields
         if (isinstance(b, dict) and isinstance(a, dict)) or (isinstance(b, list) and isinstance(a, list)):
-            # DeepDiff would look inside a Secret (its slots): each is compared as one opaque token
-            tokens: dict[str, Secret] = {}
-            b, a = _atomize(b, tokens), _atomize(a, tokens)
-            dd = DeepDiff(b, a, view="tree", verbose_level=2)
-            for items in dd.values():
-                for item in items:
-                    parts = [key, *item.path(output_format="list")]
-                    ib = None if type(item.t1).__name__ == "NotPresent" else _restore(item.t1, tokens)
-                    ia = None if type(item.t2).__name__ == "NotPresent" else _restore(item.t2, tokens)
-                    out.append(FieldChange(_path(parts), ib, ia, forces_replace=forces))
+            found: list[tuple[list, object, object]] = []
+            _walk(b, a, [key], found)
+            out += [FieldChange(_path(parts), ib, ia, forces_replace=forces) for parts, ib, ia in found]
         else:
             out.append(FieldChange(_path([key]), b, a, forces_replace=forces))
     return tuple(sorted(out, key=lambda f: f.path))
+
+
+_PLAIN = (str, bytes, int, float, complex, bool, type(None), Secret)   # what DeepDiff aligns with difflib
+_DEEPER = 0.33   # DeepDiff's threshold_to_diff_deeper: below this share of common keys a mapping is one change
+
+
+def _walk(b, a, parts: list, out: list) -> None:
+    """DeepDiff's walk (no options, tree view) of `b` -> `a` at `parts`, into `out` as (parts, before,
+    after); None for the missing side of an added or removed item. A Secret is one opaque value."""
+    if b is a:
+        return
+    if type(b) is not type(a):
+        out.append((parts, b, a))                        # type_changes
+    elif isinstance(b, dict):
+        union, common = len(b.keys() | a.keys()), len(b.keys() & a.keys())
+        if union > 1 and common / union < _DEEPER:
+            out.append((parts, b, a))                    # values_changed: too little in common to go deeper
+            return
+        for k in b:
+            if k not in a:
+                out.append(([*parts, k], b[k], None))    # dictionary_item_removed
+        for k in a:
+            if k not in b:
+                out.append(([*parts, k], None, a[k]))    # dictionary_item_added
+            else:
+                _walk(b[k], a[k], [*parts, k], out)
+    elif isinstance(b, list):
+        if all(isinstance(v, _PLAIN) for v in b) and all(isinstance(v, _PLAIN) for v in a):
+            _deepdiff(b, a, parts, out)                  # aligned by difflib: left to DeepDiff
+            return
+        # a list holding a mapping or list: DeepDiff pairs the items by index
+        for i in range(max(len(b), len(a))):
+            if i >= len(a):
+                out.append(([*parts, i], b[i], None))    # iterable_item_removed
+            elif i >= len(b):
+                out.append(([*parts, i], None, a[i]))    # iterable_item_added
+            else:
+                _walk(b[i], a[i], [*parts, i], out)
+    elif b != a:
+        out.append((parts, b, a))                        # values_changed
+
+
+def _deepdiff(b, a, parts: list, out: list) -> None:
+    from deepdiff import DeepDiff   # here, not at the top: it imports numpy (docs/performance.md §4)
+
+    # DeepDiff would look inside a Secret (its slots): each is compared as one opaque token
+    tokens: dict[str, Secret] = {}
+    b, a = _atomize(b, tokens), _atomize(a, tokens)
+    for items in DeepDiff(b, a, view="tree", verbose_level=2).values():
+        for item in items:
+            ib = None if type(item.t1).__name__ == "NotPresent" else _restore(item.t1, tokens)
+            ia = None if type(item.t2).__name__ == "NotPresent" else _restore(item.t2, tokens)
+            out.append(([*parts, *item.path(output_format="list")], ib, ia))
 
 
 _TOKEN = "\0mlsync-secret:"
@@ -440,7 +488,10 @@ def observed_model_form(ctx_or_names, src: dict) -> dict:
 
 def _plan_model(ctx: _Ctx, r: DesiredResource) -> ResourceChange:
     after = r.form
-    group_id = ctx.ids.get(str(Address("model_group", r.address.group)))
+    group_key = ctx.group_keys.get(r.address.group)
+    if group_key is None:
+        group_key = ctx.group_keys[r.address.group] = str(Address("model_group", r.address.group))
+    group_id = ctx.ids.get(group_key)
     want_hash = (r.artifact or {}).get("sha256")
 
     def same_artifact(o: ObservedObject) -> bool:
@@ -570,18 +621,21 @@ def _redeploy_for_connector_updates(ctx: _Ctx, connectors: dict[str, ResourceCha
     """The server refuses to update a connector while a model using it is loaded on a node: plan
     undeploy -> update -> redeploy for each model that is, or may be, loaded (DEPLOY_FAILED included:
     undeploying a model that is not loaded is harmless, a refused update is not)."""
+    out = dict(models)
+    updated = {cc.server_id: caddr for caddr, cc in connectors.items() if Action.UPDATE in cc.actions and cc.server_id}
+    if not updated:
+        return out
     by_model_id = {c.server_id: a for a, c in models.items() if c.server_id}
     # Versions this plan deletes are the stack's too: the executor undeploys them before it updates
     # connectors (a version moved to another group is deleted while the connector it used changes).
+    # (An address the file declares is found by its text; only the others are parsed.)
+    declared = {str(a) for a in ctx.desired.resources}
     leaving = {rs.id for a, rs in ctx.state.resources.items()
-               if rs.kind == "model" and Address.parse(a) not in ctx.desired.resources}
-    out = dict(models)
-    updated = {cc.server_id: caddr for caddr, cc in connectors.items() if Action.UPDATE in cc.actions and cc.server_id}
+               if rs.kind == "model" and a not in declared and Address.parse(a) not in ctx.desired.resources}
     users: dict[str, list[ObservedObject]] = {}
-    if updated:
-        for mobj in ctx.observed.models.values():
-            if mobj.source.get("connector_id") in updated:
-                users.setdefault(mobj.source["connector_id"], []).append(mobj)
+    for mobj in ctx.observed.models.values():
+        if mobj.source.get("connector_id") in updated:
+            users.setdefault(mobj.source["connector_id"], []).append(mobj)
     for cid, caddr in updated.items():
         for mobj in users.get(cid, ()):
             mid = mobj.id

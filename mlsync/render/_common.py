@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from functools import lru_cache
 from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 
@@ -246,7 +247,7 @@ def scalar_text(v: Any) -> str:
             return v
         if _NEEDS_ESCAPE.search(v) is None:   # fast path: what json.dumps would give
             return '"' + v + '"'
-        return json.dumps(v, ensure_ascii=False)
+        return encode_basestring(v)            # json.dumps(v, ensure_ascii=False), without an encoder
     if v is True:
         return "true"
     if v is False:
