@@ -17,7 +17,6 @@ import json
 import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Optional
 
 KINDS = ("connector", "model_group", "model", "ingest_pipeline", "search_pipeline", "agent")
@@ -40,14 +39,13 @@ class Address:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown resource kind {self.kind!r} (allowed: {', '.join(KINDS)})")
+        # the text, made once and eagerly: plans key everything by address strings, and almost every
+        # address is turned into one (a cached_property takes a lock on every first read in 3.10/3.11)
+        parts = (self.group, self.name, self.version) if self.kind == "model" else (self.name,)
+        object.__setattr__(self, "_text", self.kind + "".join(f"[{_quoted(p)}]" for p in parts if p is not None))
 
     def __str__(self) -> str:
         return self._text
-
-    @cached_property
-    def _text(self) -> str:   # computed once: plans key everything by address strings
-        parts = [self.group, self.name, self.version] if self.kind == "model" else [self.name]
-        return self.kind + "".join(f"[{_quoted(p)}]" for p in parts if p is not None)
 
     @classmethod
     def parse(cls, text: str) -> "Address":
