@@ -55,14 +55,14 @@ def stack(tmp_path, opts, artifact_server, unique_name, monkeypatch):
     monkeypatch.delenv("MLSYNC_FINGERPRINT_KEY_PREVIOUS", raising=False)
     f = stack_file(tmp_path, "s", remote_stack(u, u, artifact_server.base_url, credential=CREDENTIAL,
                                                description="${env:MLSYNC_IT_FP_DESC}", deploy=False))
+    code, text = run_apply([f], opts)      # every test starts from the stack applied without a key
+    assert code == 0, text
     yield u, f
     destroy([f], opts)    # (a destroy compares no fingerprint: it needs no key)
 
 
 def test_a_state_reader_cannot_confirm_a_guessed_credential_with_the_stored_key(stack, opts, os_client):
     u, f = stack
-    code, text = run_apply([f], opts)
-    assert code == 0, text
     head, _, conn = head_and_connector(os_client, u)
     stored = conn["credential_fingerprint"]
     assert stored.startswith("scrypt1:"), stored
@@ -74,8 +74,6 @@ def test_a_state_reader_cannot_confirm_a_guessed_credential_with_the_stored_key(
 
 def test_an_older_state_is_carried_over_without_resending_the_credential(stack, opts, os_client):
     u, f = stack
-    code, text = run_apply([f], opts)
-    assert code == 0, text
     head, pid, conn = head_and_connector(os_client, u)
     key = head["fingerprint_key"]
     # make the stored part what an older mlsync wrote for the same credential and description
@@ -103,8 +101,6 @@ def test_an_older_state_is_carried_over_without_resending_the_credential(stack, 
 
 def test_an_external_key_is_never_stored_and_is_required_once_used(stack, opts, os_client, monkeypatch):
     u, f = stack
-    code, text = run_apply([f], opts)
-    assert code == 0, text
     monkeypatch.setenv("MLSYNC_FINGERPRINT_KEY", EXTERNAL_KEY)
     assert not replan([f], opts).plan.has_changes          # scrypt ones verified, carried over on apply
     code, text = run_apply([f], opts)

@@ -38,16 +38,23 @@ def ml_objects(os_client, names: dict[str, str]) -> dict[str, list[tuple[str, in
     return out
 
 
-def test_a_second_stack_never_takes_over_the_first_stacks_objects(tmp_path, opts, os_client, unique_name,
-                                                                  artifact_server):
-    u = unique_name("own")
+def quickstart_twice(tmp_path, u: str, artifact_server):
+    """examples/quickstart.yaml as stack `u` and as stack `u`-second (same object names): the two
+    files, the objects' names by kind and their addresses (connector, group, model)."""
     text = QUICKSTART.read_text().replace("quickstart", u).replace("http://127.0.0.1:8089", artifact_server.base_url)
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
     first.write_text(text)
     second.write_text(text.replace(f"stack: {u}", f"stack: {u}-second"))
     names = {"connector": f"{u}-embeddings-api", "group": f"{u}-embeddings", "model": f"{u}-remote-embedder"}
-    conn, group, model = (f'connector["{names["connector"]}"]', f'model_group["{names["group"]}"]',
-                          f'model["{names["group"]}"]["{names["model"]}"]')
+    addresses = (f'connector["{names["connector"]}"]', f'model_group["{names["group"]}"]',
+                 f'model["{names["group"]}"]["{names["model"]}"]')
+    return first, second, names, addresses
+
+
+def test_a_second_stack_never_takes_over_the_first_stacks_objects(tmp_path, opts, os_client, unique_name,
+                                                                  artifact_server):
+    u = unique_name("own")
+    first, second, names, (conn, group, model) = quickstart_twice(tmp_path, u, artifact_server)
 
     code, out = run_apply([first], opts)
     assert code == 0, out
@@ -123,18 +130,12 @@ def test_state_mv_moves_a_deployed_stack_without_touching_the_node(tmp_path, opt
     """`state mv` instead of `state rm` + `import`: the receiving stack's fingerprints are verified with
     the giving stack's salt and re-keyed, so nothing is re-sent: no credential push, no redeploy."""
     u = unique_name("mv")
-    text = QUICKSTART.read_text().replace("quickstart", u).replace("http://127.0.0.1:8089", artifact_server.base_url)
-    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
-    first.write_text(text)
-    second.write_text(text.replace(f"stack: {u}", f"stack: {u}-second"))
-    names = {"connector": f"{u}-embeddings-api", "group": f"{u}-embeddings", "model": f"{u}-remote-embedder"}
-    addresses = [f'connector["{names["connector"]}"]', f'model_group["{names["group"]}"]',
-                 f'model["{names["group"]}"]["{names["model"]}"]']
+    first, second, names, addresses = quickstart_twice(tmp_path, u, artifact_server)
     try:
         code, out = run_apply([first], opts)
         assert code == 0, out
         before = ml_objects(os_client, names)
-        assert app.state("mv", addresses, opts, io.StringIO(), stack=u, to_stack=f"{u}-second") == 0
+        assert app.state("mv", list(addresses), opts, io.StringIO(), stack=u, to_stack=f"{u}-second") == 0
         assert not replan([second], opts).plan.has_changes          # no credential push, no redeploy
         with pytest.raises(PlanError, match=f"is managed by stack '{u}-second'"):
             app.plan([str(first)], opts, io.StringIO())
