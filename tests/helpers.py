@@ -194,6 +194,38 @@ def default_embedding_response(request_json: Any, dimension: int = 4) -> dict:
     }
 
 
+def serve_in_background(httpd: http.server.HTTPServer, name: str) -> tuple[http.server.HTTPServer, threading.Thread]:
+    """Serve `httpd` (threads per request, daemon) from a daemon thread; -> (httpd, that thread)."""
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, name=name, daemon=True)
+    thread.start()
+    return httpd, thread
+
+
+def stop_server(httpd: http.server.HTTPServer | None) -> None:  # noqa: RET501 - None to assign
+    """Stop and close a server `serve_in_background` started (None: nothing to do); -> None."""
+    if httpd is not None:
+        httpd.shutdown()
+        httpd.server_close()
+    return None
+
+
+def connector_yaml(name: str, url: str, *, description: str = "v1", key: str = "k") -> str:
+    """One item of a desired-state file's `connectors:` list: an http connector with one predict
+    action to `url` sending `{"input": ${parameters.input}}`, its api_key `key`."""
+    return f"""  - name: {name}
+    description: {description}
+    protocol: http
+    parameters: {{model: m}}
+    credential: {{api_key: "{key}"}}
+    actions:
+      - action_type: predict
+        method: POST
+        url: {url}
+        request_body: '{{"input": ${{parameters.input}}}}'
+"""
+
+
 @dataclass
 class ArtifactServer:
     """A threaded HTTP server on 127.0.0.1 (random port) for tests that need the node to call out.
@@ -272,18 +304,13 @@ class ArtifactServer:
                     status, payload = 200, default_embedding_response(req_json)
                 self._send(status, json.dumps(payload).encode("utf-8"), "application/json")
 
-        self._httpd = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd, self._thread = serve_in_background(
+            http.server.ThreadingHTTPServer((self.host, self.port), Handler), "artifact-server")
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="artifact-server", daemon=True)
-        self._thread.start()
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        self._httpd = stop_server(self._httpd)
 
     # -- content
     @property

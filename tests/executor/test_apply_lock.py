@@ -22,6 +22,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/ for `fakes`
 
 from fakes import FakeCluster  # noqa: E402
+from helpers import connector_yaml  # noqa: E402
 
 from mlsync import commands as app  # noqa: E402
 from mlsync.commands import common  # noqa: E402
@@ -42,17 +43,7 @@ def stack_yaml(url: str = REVIEWED, *, description: str = "embeddings", key: str
 version: 1
 stack: {STACK}
 connectors:
-  - name: emb
-    description: {description}
-    protocol: http
-    parameters: {{model: m}}
-    credential: {{api_key: "{key}"}}
-    actions:
-      - action_type: predict
-        method: POST
-        url: {url}
-        request_body: '{{"input": ${{parameters.input}}}}'
-model_groups:
+{connector_yaml("emb", url, description=description, key=key)}model_groups:
   - name: g
 models:
   - name: remote

@@ -72,17 +72,7 @@ def stack_text(u: str, phase: str, art: dict, *, full: bool = True) -> str:
     c1_desc = "v1" if phase == "A" else "v2"
 
     def connector(name: str, desc: str) -> str:
-        return f"""  - name: {u}-{name}
-    description: {desc}
-    protocol: http
-    parameters: {{model: m}}
-    credential: {{api_key: "k-{name}"}}
-    actions:
-      - action_type: predict
-        method: POST
-        url: {stub}/v1/{u}/{name}
-        request_body: '{{"input": ${{parameters.input}}}}'
-"""
+        return helpers.connector_yaml(f"{u}-{name}", f"{stub}/v1/{u}/{name}", description=desc, key=f"k-{name}")
 
     connectors = connector("c1", c1_desc) + connector("c2", "v1")
     if phase == "B":

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 from urllib.parse import urlsplit
 
+from helpers import serve_in_background, stop_server
+
 FAULTS = ("500", "502", "503", "429", "reset", "drop", "latency")
 
 #: Headers that belong to one hop and are not forwarded (RFC 9110 §7.6.1), plus the ones the proxy sets.
@@ -131,17 +133,12 @@ class FaultProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _handle  # noqa: N815
 
-        self._httpd = _QuietServer(("127.0.0.1", self.port), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd, _ = serve_in_background(_QuietServer(("127.0.0.1", self.port), Handler), "fault-proxy")
         self.port = self._httpd.server_address[1]
-        threading.Thread(target=self._httpd.serve_forever, name="fault-proxy", daemon=True).start()
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        self._httpd = stop_server(self._httpd)
 
     def __enter__(self) -> "FaultProxy":
         return self.start()

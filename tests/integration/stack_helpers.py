@@ -11,6 +11,7 @@ from pathlib import Path
 
 from mlsync import commands as app
 
+from helpers import connector_yaml
 from mlsync.commands import common as workflow
 from mlsync.edge.cluster import Cluster
 from mlsync.edge.statestore import ClusterStateStore
@@ -28,17 +29,7 @@ def remote_stack(stack, unique, base_url, *, description="v1", deploy=True, extr
 version: 1
 stack: {stack}
 connectors:
-  - name: {unique}-conn
-    description: {description}
-    protocol: http
-    parameters: {{model: m}}
-    credential: {{api_key: "{credential}"}}
-    actions:
-      - action_type: predict
-        method: POST
-        url: {base_url}/v1/{unique}/embeddings
-        request_body: '{{"input": ${{parameters.input}}}}'
-model_groups:
+{connector_yaml(f"{unique}-conn", f"{base_url}/v1/{unique}/embeddings", description=description, key=credential)}model_groups:
   - name: {unique}-group
 models:
   - name: {unique}-remote
