@@ -90,3 +90,17 @@ def test_a_remote_deploy_answered_completed_whose_doc_reads_failed_is_not_report
     assert any('model["g2"]["r2"]' in w and "1 of 2 nodes" in w for w in res.warnings), res.warnings
     state = ClusterStateStore(fake, clock=clock.time).load(STACK)
     assert not state.resources['model["g1"]["r1"]'].applied_deploy
+
+
+def test_the_settle_warning_counts_only_the_models_still_deploying(clock):
+    fake = FakeCluster(clock)
+    original = fake.deploy_model
+
+    def stuck_once(model_id, settle=True):
+        got = original(model_id, settle)
+        if fake.models[model_id]["name"] == "r0":
+            fake.models[model_id]["model_state"] = "DEPLOYING"    # never leaves it
+        return got
+    fake.deploy_model = stuck_once
+    _, res = applied(clock, 3, 1, fake=fake)
+    assert any(w.startswith("1 remote model(s) still read DEPLOYING") for w in res.warnings), res.warnings

@@ -281,15 +281,16 @@ def settle_deploys(run: Run) -> None:
         return
     ids = [model_id for _, model_id in pending]
 
-    def settled(docs: dict) -> bool:
-        return all((docs.get(i) or {}).get("model_state") not in (None, "DEPLOYING", "LOADING") for i in ids)
+    def unsettled(docs: dict) -> list[str]:     # not seen yet, or still on their way
+        return [i for i in ids if (docs.get(i) or {}).get("model_state") in (None, "DEPLOYING", "LOADING")]
     try:
-        docs = poll_until(lambda: run.retry(lambda: run.cluster.get_models(ids)), settled, policy=SETTLE,
-                          deadline=run.clock() + DEPLOY_SETTLE_SECONDS, clock=run.clock, sleep=run.sleep)
+        docs = poll_until(lambda: run.retry(lambda: run.cluster.get_models(ids)), lambda d: not unsettled(d),
+                          policy=SETTLE, deadline=run.clock() + DEPLOY_SETTLE_SECONDS, clock=run.clock,
+                          sleep=run.sleep)
     except Timeout as out:
         docs = out.last
-        run.result.warnings.append(f"{sum(not settled({i: docs.get(i)}) for i in ids)} remote model(s) still read "
-                                   f"DEPLOYING {DEPLOY_SETTLE_SECONDS:.0f}s after their deploy completed")
+        run.result.warnings.append(f"{len(unsettled(docs))} remote model(s) still read DEPLOYING "
+                                   f"{DEPLOY_SETTLE_SECONDS:.0f}s after their deploy completed")
     # COMPLETED is the answer of the node that took the request: a node where the deploy failed shows
     # only in the doc (DEPLOY_FAILED, or fewer serving nodes than planned)
     for change, model_id in pending:
