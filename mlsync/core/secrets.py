@@ -101,9 +101,7 @@ class Keying:
 
     def with_salt(self, salt: str) -> "Keying":
         """This keying for fingerprints made with another stack's salt (an object `state mv` moved)."""
-        other = Keying(salt)
-        other._external, other.key_id, other.previous = self._external, self.key_id, self.previous
-        return other
+        return Keying(salt, self._external, self.previous._external if self.previous else None)
 
     @property
     def prefix(self) -> str:
