@@ -412,6 +412,10 @@ class KillPoint:
                 and (not self.body or re.search(self.body, body.decode("utf-8", "replace"), re.I) is not None))
 
 
+#: An object id in a path. Auto ids are URL-safe base64 and may hold (or start with) "_", so "_" is
+#: not excluded; no PUT or DELETE of these paths is an "_endpoint".
+ID = r"[^/]+"
+
 #: Every operation kind of the issue, with the request that carries it.
 KILL_POINTS = [
     KillPoint("create connector", "A", "POST", r"/connectors/_create$"),
@@ -423,15 +427,15 @@ KILL_POINTS = [
     KillPoint("upload chunk", "A", "POST", r"/models/[^/]+/upload_chunk/\d+$", full=True),
     KillPoint("deploy", "A", "POST", r"/models/[^/]+/_deploy$"),
     KillPoint("deploy (local ONNX)", "A", "POST", r"/models/[^/]+/_deploy$", nth=3, full=True),
-    KillPoint("update connector with a deployed model", "B", "PUT", r"/connectors/[^/_]+$"),
+    KillPoint("update connector with a deployed model", "B", "PUT", fr"/connectors/{ID}$"),
     KillPoint("undeploy", "B", "POST", r"/models/[^/]+/_undeploy$"),
     KillPoint("replace: register the successor", "B", "POST", r"/models/_register$", body=fr"onnx-{tiny_onnx.SEED_V2}\.zip",
               full=True),
-    KillPoint("replace/delete: delete a version", "B", "DELETE", r"/models/[^/_]+$"),
+    KillPoint("replace/delete: delete a version", "B", "DELETE", fr"/models/{ID}$"),
     KillPoint("create connector (phase B)", "B", "POST", r"/connectors/_create$"),
-    KillPoint("delete model (destroy)", "C", "DELETE", r"/models/[^/_]+$"),
-    KillPoint("delete group (destroy)", "C", "DELETE", r"/model_groups/[^/_]+$"),
-    KillPoint("delete connector (destroy)", "C", "DELETE", r"/connectors/[^/_]+$"),
+    KillPoint("delete model (destroy)", "C", "DELETE", fr"/models/{ID}$"),
+    KillPoint("delete group (destroy)", "C", "DELETE", fr"/model_groups/{ID}$"),
+    KillPoint("delete connector (destroy)", "C", "DELETE", fr"/connectors/{ID}$"),
     KillPoint("state write", "A", "POST|PUT", r"/mlsync-state/_(doc|create|update|bulk)\b"),
 ]
 

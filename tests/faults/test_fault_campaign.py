@@ -50,9 +50,9 @@ def test_ten_percent_faults_converge_without_duplicates_or_orphans(artifact_serv
 #: The answer to the first call of every kind that creates something is lost after the node acted.
 LOST_CREATES = [("POST", r"/connectors/_create$", "drop"), ("POST", r"/model_groups/_register$", "drop"),
                 ("POST", r"/models/_register$", "drop"), ("POST", r"/models/_register$", "drop"),
-                ("PUT", r"/connectors/[^/_]+$", "drop"), ("POST", r"/_deploy$", "drop"),
-                ("DELETE", r"/models/[^/_]+$", "drop"), ("DELETE", r"/model_groups/[^/_]+$", "drop"),
-                ("DELETE", r"/connectors/[^/_]+$", "drop")]
+                ("PUT", fr"/connectors/{campaign.ID}$", "drop"), ("POST", r"/_deploy$", "drop"),
+                ("DELETE", fr"/models/{campaign.ID}$", "drop"), ("DELETE", fr"/model_groups/{campaign.ID}$", "drop"),
+                ("DELETE", fr"/connectors/{campaign.ID}$", "drop")]
 
 
 def test_lost_answers_after_the_node_acted_make_no_duplicate(artifact_server, os_client):
