@@ -44,18 +44,11 @@ class LoadedConfig:
 
 def validate_tree(tree: object, source_map: "SourceMap") -> tuple[Optional["StackFile"], list[Problem]]:
     """Typed-model and semantic validation of a merged tree; returns the StackFile (if valid) and problems."""
-    from pydantic import ValidationError
-
-    from mlsync.input import diagnostics, semantic
+    from mlsync.input import diagnostics, semantic, validator
     from mlsync.input.model import StackFile
 
-    problems: list[Problem] = []
-    stack = None
-    try:
-        stack = StackFile.model_validate(tree, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        problems.extend(diagnostics.pydantic_problems(
-            exc, tree, lambda path: source_map.locate(path)))
+    stack, errors = validator.validate(StackFile, tree)
+    problems = diagnostics.validation_problems(errors, tree, source_map.locate)
     problems.extend(semantic.check(tree, source_map.locate, source_map.has))
     return (stack if not problems else None), problems
 

@@ -108,7 +108,7 @@ def required_keys(path: Iterable[Any]) -> list[str]:
     return [info.alias or name for name, info in cls.model_fields.items() if info.is_required()]
 
 
-# --- pydantic errors -----------------------------------------------------------------------------
+# --- validation errors -----------------------------------------------------------------------------
 
 def _tree_path(tree: Any, loc: tuple) -> tuple[tuple, bool]:
     """Map a pydantic loc onto the tree: drop union tags and wrappers; tell whether the last part exists."""
@@ -210,14 +210,15 @@ def message_for(err: dict, path: tuple, sensitive: bool) -> str:
     return " ".join(str(err.get("msg", kind)).split())
 
 
-def pydantic_problems(exc: Any, tree: Any, locate: Any) -> list[Problem]:
-    """Problems for a pydantic ValidationError raised while validating `tree`.
+def validation_problems(errors: list[dict], tree: Any, locate: Any) -> list[Problem]:
+    """Problems for validation errors of `tree`, in the shape of pydantic's `ValidationError.errors()`
+    (`mlsync.input.validator` reports them so).
 
     `locate(path, exists)` gives (file, line, col): an unknown key at the key, a missing key at the
     mapping that lacks it, anything else at the key whose value is wrong.
     """
     problems = []
-    for err in exc.errors(include_url=False):
+    for err in errors:
         path, exists = _tree_path(tree, tuple(err["loc"]))
         sensitive = is_sensitive(path)
         message = message_for(err, path, sensitive)

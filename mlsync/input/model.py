@@ -1,4 +1,9 @@
-"""The typed view of a desired-state file (pydantic v2).
+"""The typed view of a desired-state file, declared as pydantic v2 classes.
+
+mlsync validates with these declarations through `mlsync.input.validator` (pydantic's own
+validators are never built at run time: `defer_build`); instances are frozen pydantic objects all
+the same. Build nothing at import: no instance made by calling a class (`Model(...)` would build
+its validator), no `model_rebuild`; use `validator.construct` / `validator.replace`.
 
 Every mapping is closed (`extra="forbid"`): ML Commons silently drops unknown fields, so a typo has
 to die here. Enum values are accepted in any letter case and normalised to one spelling; that
@@ -46,6 +51,7 @@ from pydantic import (
 
 from mlsync.core.secrets import Secret
 from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS
+from mlsync.input import validator
 
 # --- enums (any letter case in, one spelling out) ----------------------------------------------
 
@@ -231,13 +237,19 @@ RateLimit = Annotated[str, BeforeValidator(_limit_text), WithJsonSchema({
 # --- common --------------------------------------------------------------------------------------
 
 class Closed(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # defer_build: pydantic's own validators are never built at run time (mlsync.input.validator
+    # validates with these declarations); the schema command and the tests build them on demand.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
 
 
 class Lifecycle(Closed):
     """Lifecycle rules for a resource."""
 
     prevent_destroy: StrictBool = Field(False, description="A plan that would delete this resource fails.")
+
+
+# Built without validation: calling Lifecycle() would build pydantic's validator at import.
+_NO_LIFECYCLE_RULES = Lifecycle.model_construct()
 
 
 class AccessFields(Closed):
@@ -313,7 +325,7 @@ class Connector(_ConnectorBody, AccessFields):
 
     name: Name = Field(description="Unique within the stack; also the server-side name.")
     version: ConnectorVersion = Field("1", description="Connector version (a string or a number; stored as a string).")
-    lifecycle: Lifecycle = Field(Lifecycle(), description="Lifecycle rules (prevent_destroy).")
+    lifecycle: Lifecycle = Field(_NO_LIFECYCLE_RULES, description="Lifecycle rules (prevent_destroy).")
 
 
 # --- model groups ------------------------------------------------------------------------------
@@ -323,7 +335,7 @@ class ModelGroup(AccessFields):
 
     name: Name = Field(description="Globally unique on the cluster (a server rule).")
     description: Optional[str] = Field(None, description="Free text.")
-    lifecycle: Lifecycle = Field(Lifecycle(), description="Lifecycle rules (prevent_destroy).")
+    lifecycle: Lifecycle = Field(_NO_LIFECYCLE_RULES, description="Lifecycle rules (prevent_destroy).")
 
     _implicit_for: Optional[str] = PrivateAttr(default=None)
 
@@ -423,12 +435,24 @@ class VersionFields(Closed):
     lifecycle: Optional[Lifecycle] = Field(None, description="Lifecycle rules (prevent_destroy).")
 
 
+def _connector_kind(value: Any) -> str:
+    return "inline" if isinstance(value, (dict, InlineConnector)) else "name"
+
+
+# Defined before ModelVersion, which uses it: no forward reference, no model_rebuild (which builds).
+ConnectorRef = Annotated[
+    Union[Annotated[Name, Tag("name")], Annotated[InlineConnector, Tag("inline")]],
+    Discriminator(_connector_kind),
+]
+
+
+
 class ModelVersion(VersionFields):
     """One registered version of a model. Fields not set here are taken from the model."""
 
     version: VersionLabel = Field(
         description="Your label for this version, unique within the model; the server numbers versions itself.")
-    connector: Optional["ConnectorRef"] = Field(
+    connector: Optional[ConnectorRef] = Field(
         None, description="Remote models only: this version's connector (a connectors[].name or an inline "
                           "connector); default: the model's.")
 
@@ -446,20 +470,9 @@ def _merge_set_fields(base: Optional[BaseModel], over: BaseModel) -> BaseModel:
         mine, theirs = getattr(over, field), getattr(base, field)
         if isinstance(mine, BaseModel) and isinstance(theirs, BaseModel):
             updates[field] = _merge_set_fields(theirs, mine)
-    return over.model_copy(update=updates) if updates else over
+    return validator.replace(over, updates) if updates else over
 
 
-def _connector_kind(value: Any) -> str:
-    return "inline" if isinstance(value, (dict, InlineConnector)) else "name"
-
-
-ConnectorRef = Annotated[
-    Union[Annotated[Name, Tag("name")], Annotated[InlineConnector, Tag("inline")]],
-    Discriminator(_connector_kind),
-]
-
-
-ModelVersion.model_rebuild()
 
 
 class Model(VersionFields, AccessFields):
@@ -505,7 +518,7 @@ class Model(VersionFields, AccessFields):
         fields: dict[str, Any] = {f: getattr(self, f) for f in ACCESS_FIELDS if getattr(self, f) is not None}
         if self.lifecycle is not None:
             fields["lifecycle"] = self.lifecycle
-        group = ModelGroup(name=self.name, **fields)
+        group = validator.construct(ModelGroup, {"name": self.name, **fields})
         group._implicit_for = self.name
         return group
 
@@ -513,17 +526,21 @@ class Model(VersionFields, AccessFields):
 def _with_defaults(model: Model, version: ModelVersion) -> ModelVersion:
     """The effective version: fields it does not set come from the model; nested objects merge key by key."""
     updates: dict[str, Any] = {}
-    for field in VersionFields.model_fields:
-        if field not in model.model_fields_set:
+    model_set, version_set = model.model_fields_set, version.model_fields_set
+    for field in _VERSION_FIELD_NAMES:
+        if field not in model_set:
             continue
         theirs = getattr(model, field)
-        if field not in version.model_fields_set:
+        if field not in version_set:
             updates[field] = theirs
             continue
         mine = getattr(version, field)
         if isinstance(mine, BaseModel) and isinstance(theirs, BaseModel):
             updates[field] = _merge_set_fields(theirs, mine)
-    return version.model_copy(update=updates) if updates else version
+    return validator.replace(version, updates) if updates else version
+
+
+_VERSION_FIELD_NAMES = tuple(VersionFields.model_fields)
 
 
 # --- consumers of models: pipelines and agents (docs/references.md) -----------------------------

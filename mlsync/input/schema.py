@@ -5,9 +5,9 @@ find it (`# yaml-language-server: $schema=../schemas/mlsync.schema.json`); a tes
 committed file equals `schema_text()`. The installed package needs no data file: it generates the
 schema from the model it validates with, so the two cannot drift apart.
 
-Runtime validation uses the pydantic model (faster, and it produces the typed view); the schema
-serves editors and other tools, and the test suite keeps both accepting and rejecting the same
-documents.
+Runtime validation reads the same classes (`mlsync.input.validator`, which produces the typed
+view); the schema serves editors and other tools, and the test suite keeps both accepting and
+rejecting the same documents.
 """
 
 from __future__ import annotations
