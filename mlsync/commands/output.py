@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from mlsync.render import use_color
-from mlsync.render._common import plural
+from mlsync.render import plural, use_color
 
 __all__ = ["EXIT_OK", "EXIT_ERROR", "EXIT_CHANGES", "use_color", "paint", "plural", "print_problems", "render_plan"]
 

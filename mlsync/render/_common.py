@@ -15,6 +15,7 @@ from typing import Any, Iterable, Iterator, NamedTuple, Optional, Union
 from mlsync.core import kinds
 from mlsync.core.plan import KNOWN_AFTER_APPLY, Action, FieldChange, Plan, ResourceChange
 from mlsync.core.secrets import MASK, Secret
+from mlsync.render import plural  # noqa: F401  (the renderers take it from here)
 
 NOT_SET = "(not set)"
 ARROW = "→"
@@ -164,10 +165,6 @@ def summary_line(plan: Plan) -> str:
 
 def unchanged_count(plan: Plan) -> int:
     return sum(1 for c in plan.changes if c.is_noop)
-
-
-def plural(n: int, word: str, many: Optional[str] = None) -> str:
-    return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
 NO_CHANGES = "No changes. The cluster matches the file."
