@@ -73,10 +73,15 @@ def best_of(fn, runs: int = 3) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    n = int(args[0]) if args else 10_000
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=10_000, help="changes per plan")
+    parser.add_argument("--unique", action="store_true", help="also the heavy plan with values of its own per change")
+    args = parser.parse_args()
+    n = args.n
     plans = [("heavy", big_plan(n)), ("typical", typical_plan(n))]
-    if "--unique" in sys.argv:
+    if args.unique:
         plans.append(("heavy, unique values", unique_plan(n)))
     print(f"load average {os.getloadavg()[0]:.1f}; target: text and markdown <= 500 ms")
     for label, plan in plans:

@@ -50,7 +50,7 @@ from mlsync.edge.statestore import FileStateStore  # noqa: E402
 
 from _cleanup import delete_named, search_ids  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path[:0] = [str(ROOT / "tests" / "integration"), str(ROOT / "tests")]   # stack_helpers imports helpers
 from stack_helpers import managed_state  # noqa: E402  (the state test_plan_real.py builds)
 
 PLAN_SECONDS, PLAN_REQUESTS = 2.0, 15     # goal 3
