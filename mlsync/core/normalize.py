@@ -105,7 +105,7 @@ def _client_config(cc: Optional[dict]) -> Optional[dict]:
 
 
 def connector_form(raw: dict, *, access_control: bool, inline: bool = False) -> dict:
-    """Comparable form of a connector, from a file mapping (pydantic dump) or a server _source."""
+    """Comparable form of a connector, from a file mapping (a record's dump) or a server _source."""
     form = {
         "name": raw.get("name"),
         "description": raw.get("description") or None,

@@ -56,13 +56,13 @@ def _unwrap(tp: Any) -> Any:
 
 
 def _is_model(tp: Any) -> bool:
-    from pydantic import BaseModel
+    from mlsync.input.declare import Record
 
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
+    return isinstance(tp, type) and issubclass(tp, Record)
 
 
 def model_class_at(path: Iterable[Any]) -> Any:
-    """The pydantic class of the mapping at `path` in a desired-state tree (None if not a closed mapping)."""
+    """The record class of the mapping at `path` in a desired-state tree (None if not a closed mapping)."""
     from mlsync.input.model import StackFile
 
     tp: Any = StackFile
@@ -111,7 +111,7 @@ def required_keys(path: Iterable[Any]) -> list[str]:
 # --- validation errors -----------------------------------------------------------------------------
 
 def _tree_path(tree: Any, loc: tuple) -> tuple[tuple, bool]:
-    """Map a pydantic loc onto the tree: drop union tags and wrappers; tell whether the last part exists."""
+    """Map an error's loc onto the tree: drop union tags and wrappers; tell whether the last part exists."""
     path: list[Any] = []
     node = tree
     exists = True

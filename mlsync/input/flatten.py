@@ -49,7 +49,7 @@ def sha256_file(path: str) -> tuple[str, int]:
 
 
 def _dump(model: Any) -> Any:
-    """A pydantic model as plain request-key data, Secrets left wrapped."""
+    """A record (mlsync.input.declare) as plain request-key data, Secrets left wrapped."""
     if hasattr(model, "model_dump"):
         out = {}
         for name, info in type(model).model_fields.items():

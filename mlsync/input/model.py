@@ -1,9 +1,10 @@
-"""The typed view of a desired-state file, declared as pydantic v2 classes.
+"""The typed view of a desired-state file.
 
-mlsync validates with these declarations through `mlsync.input.validator` (pydantic's own
-validators are never built at run time: `defer_build`); instances are frozen pydantic objects all
-the same. Build nothing at import: no instance made by calling a class (`Model(...)` would build
-its validator), no `model_rebuild`; use `validator.construct` / `validator.replace`.
+The classes are records of `mlsync.input.declare`, written as pydantic classes would be (mlsync
+used pydantic until importing it cost more than the rest of `validate`); `mlsync.input.validator`
+validates a tree into them, `mlsync.input.schema` makes the JSON Schema from them. Annotations must
+be objects, not strings: no `from __future__ import annotations` here, and a class used in an
+annotation is defined above it.
 
 Every mapping is closed (`extra="forbid"`): ML Commons silently drops unknown fields, so a typo has
 to die here. Enum values are accepted in any letter case and normalised to one spelling; that
@@ -25,24 +26,21 @@ What the rest of the code can rely on after validation:
 - Connector credential values are `Secret`s.
 """
 
-from __future__ import annotations
-
 import difflib
 import json
 import math
 import re
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import (
-    BaseModel,
+from mlsync.input.declare import (
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
-    StrictBool,
+    Record,
+    Strict,
     Tag,
     WithJsonSchema,
     field_validator,
@@ -236,10 +234,11 @@ RateLimit = Annotated[str, BeforeValidator(_limit_text), WithJsonSchema({
 
 # --- common --------------------------------------------------------------------------------------
 
-class Closed(BaseModel):
-    # defer_build: pydantic's own validators are never built at run time (mlsync.input.validator
-    # validates with these declarations); the schema command and the tests build them on demand.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True, defer_build=True)
+StrictBool = Annotated[bool, Strict()]
+
+
+class Closed(Record):
+    """Every mapping of the file: closed (unknown keys are errors) and frozen (mlsync.input.declare)."""
 
 
 class Lifecycle(Closed):
@@ -248,8 +247,7 @@ class Lifecycle(Closed):
     prevent_destroy: StrictBool = Field(False, description="A plan that would delete this resource fails.")
 
 
-# Built without validation: calling Lifecycle() would build pydantic's validator at import.
-_NO_LIFECYCLE_RULES = Lifecycle.model_construct()
+_NO_LIFECYCLE_RULES = Lifecycle()
 
 
 class AccessFields(Closed):
@@ -439,7 +437,7 @@ def _connector_kind(value: Any) -> str:
     return "inline" if isinstance(value, (dict, InlineConnector)) else "name"
 
 
-# Defined before ModelVersion, which uses it: no forward reference, no model_rebuild (which builds).
+# Defined before ModelVersion, which uses it (annotations are evaluated where they are written).
 ConnectorRef = Annotated[
     Union[Annotated[Name, Tag("name")], Annotated[InlineConnector, Tag("inline")]],
     Discriminator(_connector_kind),
@@ -457,7 +455,7 @@ class ModelVersion(VersionFields):
                           "connector); default: the model's.")
 
 
-def _merge_set_fields(base: Optional[BaseModel], over: BaseModel) -> BaseModel:
+def _merge_set_fields(base: Optional[Record], over: Record) -> Record:
     """`over` with every field it does not set taken from `base` (nested objects merge recursively)."""
     if base is None or type(base) is not type(over):
         return over
@@ -468,7 +466,7 @@ def _merge_set_fields(base: Optional[BaseModel], over: BaseModel) -> BaseModel:
                 updates[field] = getattr(base, field)
             continue
         mine, theirs = getattr(over, field), getattr(base, field)
-        if isinstance(mine, BaseModel) and isinstance(theirs, BaseModel):
+        if isinstance(mine, Record) and isinstance(theirs, Record):
             updates[field] = _merge_set_fields(theirs, mine)
     return validator.replace(over, updates) if updates else over
 
@@ -535,7 +533,7 @@ def _with_defaults(model: Model, version: ModelVersion) -> ModelVersion:
             updates[field] = theirs
             continue
         mine = getattr(version, field)
-        if isinstance(mine, BaseModel) and isinstance(theirs, BaseModel):
+        if isinstance(mine, Record) and isinstance(theirs, Record):
             updates[field] = _merge_set_fields(theirs, mine)
     return validator.replace(version, updates) if updates else version
 

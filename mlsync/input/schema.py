@@ -1,4 +1,5 @@
-"""The JSON Schema of a desired-state file (draft 2020-12), generated from the pydantic model.
+"""The JSON Schema of a desired-state file (draft 2020-12), generated from the declarations of
+`mlsync.input.model`.
 
 `schemas/mlsync.schema.json` in the repository is this module's output, committed so that editors
 find it (`# yaml-language-server: $schema=../schemas/mlsync.schema.json`); a test asserts that the
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import json
+import types
+import typing
 from typing import Any
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -26,8 +30,8 @@ COMMITTED_PATH = "schemas/mlsync.schema.json"  # relative to the repository root
 def _generated() -> dict:
     from mlsync.input.model import StackFile
 
-    raw = StackFile.model_json_schema(by_alias=True, mode="validation")
-    body = _clean(raw)
+    defs: dict[str, Any] = {}
+    body = _record_schema(StackFile, defs)
     schema: dict[str, Any] = {
         "$schema": SCHEMA_DIALECT,
         "$id": SCHEMA_ID,
@@ -37,6 +41,7 @@ def _generated() -> dict:
             "manages in OpenSearch ML Commons. Strings may use ${env:NAME}, ${env:NAME:-default} and "
             "${file:relative/path}; $${ is a literal ${; ML Commons' own ${parameters.x} and ${credential.x} "
             "pass through untouched."),
+        "$defs": {name: defs[name] for name in sorted(defs)},
     }
     for key, value in body.items():
         if key not in ("title", "description"):
@@ -54,30 +59,107 @@ def schema_text() -> str:
     return json.dumps(_generated(), indent=2, ensure_ascii=False) + "\n"
 
 
-def _clean(node: Any, in_properties: bool = False) -> Any:
-    """Drop pydantic's auto-generated property titles and `default: null`; keep everything else."""
-    if isinstance(node, list):
-        return [_clean(v) for v in node]
-    if not isinstance(node, dict):
-        return node
-    out = {}
-    for key, value in node.items():
-        if in_properties:
-            out[key] = _clean(value)
-            continue
-        if key == "default" and value is None:
-            continue
-        if key == "properties" and isinstance(value, dict):
-            out[key] = {k: _strip_title(_clean(v)) for k, v in value.items()}
-            continue
-        out[key] = _clean(value, in_properties=key in ("$defs",))
+# --- from the declarations (mlsync.input.declare) ------------------------------------------------
+# The keys of each schema object are sorted, except a record's `properties`, which follow its fields.
+
+
+def _record_schema(cls: Any, defs: dict) -> dict:
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for name, info in cls.model_fields.items():
+        key = info.alias or name
+        prop = dict(_type_schema(info.annotation, list(info.metadata), defs))
+        if info.description:
+            prop["description"] = info.description
+        if not info.is_required() and info.default_factory is None and info.default is not None:
+            prop["default"] = _jsonable(info.default)
+        properties[key] = _sorted(prop)
+        if info.is_required():
+            required.append(key)
+    out: dict[str, Any] = {"additionalProperties": False}
+    if cls.__doc__:
+        out["description"] = inspect.cleandoc(cls.__doc__)
+    out["properties"] = properties
+    if required:
+        out["required"] = required
+    out["title"] = cls.__name__
+    out["type"] = "object"
     return out
 
 
-def _strip_title(prop: Any) -> Any:
-    if isinstance(prop, dict):
-        prop = {k: v for k, v in prop.items() if k != "title"}
-    return prop
+def _type_schema(tp: Any, metadata: list, defs: dict) -> dict:
+    from mlsync.input.declare import Discriminator, FieldInfo, Ge, Gt, MinLen, Record, WithJsonSchema
+
+    while typing.get_origin(tp) is typing.Annotated:
+        args = typing.get_args(tp)
+        tp, metadata = args[0], list(args[1:]) + list(metadata)
+    flat: list = []
+    for item in metadata:
+        flat.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+    given = [m.json_schema for m in flat if isinstance(m, WithJsonSchema)]
+    if given:
+        return _deep_sorted(given[-1])
+    limits = {type(m): m for m in flat if isinstance(m, (MinLen, Gt, Ge))}
+    origin = typing.get_origin(tp)
+    if any(isinstance(m, Discriminator) for m in flat):
+        return {"oneOf": [_type_schema(a, [], defs) for a in typing.get_args(tp)]}
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = [m for m in flat if isinstance(m, MinLen)]
+        return {"anyOf": [_type_schema(members[0], inner, defs), {"type": "null"}]}
+    if origin is list:
+        out = {"items": _type_schema(typing.get_args(tp)[0], [], defs), "type": "array"}
+        if MinLen in limits:
+            out["minItems"] = limits[MinLen].min_length
+        return _sorted(out)
+    if origin is dict:
+        value_type = typing.get_args(tp)[1]
+        out = {"additionalProperties": True if value_type is Any else _type_schema(value_type, [], defs),
+               "type": "object"}
+        if MinLen in limits:
+            out["minProperties"] = limits[MinLen].min_length
+        return _sorted(out)
+    if origin is typing.Literal:
+        (value,) = typing.get_args(tp)
+        return {"const": value, "type": "integer" if isinstance(value, int) else "string"}
+    if tp is Any:
+        return {}
+    if isinstance(tp, type) and issubclass(tp, Record):
+        if tp.__name__ not in defs:
+            defs[tp.__name__] = {}   # reserved first: a record may contain itself
+            defs[tp.__name__] = _record_schema(tp, defs)
+        return {"$ref": f"#/$defs/{tp.__name__}"}
+    simple = {str: "string", int: "integer", bool: "boolean"}
+    if tp in simple:
+        out = {"type": simple[tp]}
+        if MinLen in limits:
+            out["minLength"] = limits[MinLen].min_length
+        if Gt in limits:
+            out["exclusiveMinimum"] = limits[Gt].gt
+        if Ge in limits:
+            out["minimum"] = limits[Ge].ge
+        return _sorted(out)
+    raise NotImplementedError(f"mlsync.input.schema: no JSON Schema for {tp!r}")
+
+
+def _sorted(node: dict) -> dict:
+    return {key: node[key] for key in sorted(node)}
+
+
+def _deep_sorted(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {key: _deep_sorted(node[key]) for key in sorted(node)}
+    if isinstance(node, list):
+        return [_deep_sorted(v) for v in node]
+    return node
+
+
+def _jsonable(value: Any) -> Any:
+    from mlsync.input.declare import Record
+
+    if isinstance(value, Record):
+        return {(info.alias or name): _jsonable(getattr(value, name)) for name, info in type(value).model_fields.items()}
+    return value
 
 
 @functools.lru_cache(maxsize=1)

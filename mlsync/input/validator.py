@@ -25,10 +25,8 @@ import types
 import typing
 from typing import Any, Callable
 
-import annotated_types
-from pydantic import BaseModel, BeforeValidator, Discriminator, PlainSerializer, PlainValidator, Tag, WithJsonSchema
-from pydantic.fields import FieldInfo
-from pydantic.types import Strict
+from mlsync.input.declare import (BeforeValidator, Discriminator, FieldInfo, Ge, Gt, MinLen, PlainSerializer,
+                                  PlainValidator, Record, Strict, Tag, WithJsonSchema)
 
 __all__ = ["validate", "construct", "replace"]
 
@@ -40,14 +38,14 @@ _UNION_TYPES = (typing.Union, types.UnionType)
 _IGNORED = (WithJsonSchema, PlainSerializer, Tag)   # documentation and serialisation only
 
 
-def validate(cls: type[BaseModel], tree: Any) -> tuple[Any, list[dict]]:
+def validate(cls: type[Record], tree: Any) -> tuple[Any, list[dict]]:
     """(instance, []) for a valid tree, else (None, errors in pydantic's `errors()` shape)."""
     errors: list[dict] = []
     value = _model_check(cls)(tree, (), errors)
     return (None, errors) if value is BAD else (value, [])
 
 
-def construct(cls: type[BaseModel], data: dict) -> Any:
+def construct(cls: type[Record], data: dict) -> Any:
     """An instance of `cls` from already valid field values (the model's keys); ValueError otherwise."""
     value, errors = validate(cls, data)
     if errors:
@@ -109,11 +107,11 @@ def _compile(tp: Any, metadata: list) -> Check:
             discriminator = item.discriminator
         elif isinstance(item, Strict):
             constraints["strict"] = item.strict
-        elif isinstance(item, annotated_types.MinLen):
+        elif isinstance(item, MinLen):
             constraints["min_length"] = item.min_length
-        elif isinstance(item, annotated_types.Gt):
+        elif isinstance(item, Gt):
             constraints["gt"] = item.gt
-        elif isinstance(item, annotated_types.Ge):
+        elif isinstance(item, Ge):
             constraints["ge"] = item.ge
         elif not isinstance(item, _IGNORED):
             raise NotImplementedError(f"mlsync.input.validator: metadata {item!r} on {tp!r}")
@@ -165,7 +163,7 @@ def _type_check(tp: Any, constraints: dict) -> Check:
         members = [a for a in typing.get_args(tp) if a is not type(None)]
         if len(members) != 1 or constraints.keys() - {"min_length"}:
             raise NotImplementedError(f"mlsync.input.validator: union {tp!r}")
-        inner = _compile(members[0], [annotated_types.MinLen(constraints["min_length"])]
+        inner = _compile(members[0], [MinLen(constraints["min_length"])]
                          if "min_length" in constraints else [])
         def optional(value: Any, loc: tuple, errors: list) -> Any:
             return None if value is None else inner(value, loc, errors)
@@ -189,7 +187,7 @@ def _type_check(tp: Any, constraints: dict) -> Check:
     if tp is bool and constraints.get("strict"):
         return lambda value, loc, errors: value if type(value) is bool else _error(
             errors, "bool_type", loc, value, "Input should be a valid boolean")
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
+    if isinstance(tp, type) and issubclass(tp, Record):
         if tp in _COMPILING:   # a class that contains itself: look its check up when called
             return lambda value, loc, errors: _MODEL_CHECKS[tp](value, loc, errors)
         return _model_check(tp)
@@ -292,7 +290,7 @@ _MODEL_CHECKS: dict[type, Check] = {}
 _COMPILING: set[type] = set()
 
 
-def _model_check(cls: type[BaseModel]) -> Check:
+def _model_check(cls: type[Record]) -> Check:
     check = _MODEL_CHECKS.get(cls)
     if check is None:
         _COMPILING.add(cls)
@@ -308,9 +306,7 @@ def _default(info: FieldInfo) -> Callable[[], Any]:
     if factory is None:
         default = info.default
         return lambda: default   # frozen classes and immutable values: sharing one is safe
-    if isinstance(factory, type) and issubclass(factory, BaseModel):
-        return lambda: construct(factory, {})   # not factory(): that would build pydantic's validator
-    return factory   # list, dict: pydantic's factories that take the validated data are not used here
+    return factory
 
 
 def _no_info(func: Callable, what: str) -> Callable:
@@ -320,23 +316,18 @@ def _no_info(func: Callable, what: str) -> Callable:
     return func
 
 
-def _compile_model(cls: type[BaseModel]) -> Check:
-    if cls.model_config.get("extra") != "forbid" or not cls.model_config.get("frozen"):
-        raise NotImplementedError(f"mlsync.input.validator: {cls.__name__} must be closed and frozen")
-    decorators = cls.__pydantic_decorators__
+def _compile_model(cls: type[Record]) -> Check:
     field_befores: dict[str, list[Callable]] = {}
-    for name, dec in decorators.field_validators.items():
-        if dec.info.mode != "before":
-            raise NotImplementedError(f"mlsync.input.validator: {dec.info.mode} field validator {name}")
-        for field in dec.info.fields:
+    for dec in cls.__field_validators__:
+        if dec.mode != "before":
+            raise NotImplementedError(f"mlsync.input.validator: {dec.mode} field validator {dec.func!r}")
+        for field in dec.fields:
             field_befores.setdefault(field, []).append(_no_info(dec.func, "field validator"))
     afters = []
-    for name, dec in decorators.model_validators.items():
-        if dec.info.mode != "after":
-            raise NotImplementedError(f"mlsync.input.validator: {dec.info.mode} model validator {name}")
+    for dec in cls.__model_validators__:
+        if dec.mode != "after":
+            raise NotImplementedError(f"mlsync.input.validator: {dec.mode} model validator {dec.func!r}")
         afters.append(_no_info(dec.func, "model validator"))
-    if decorators.root_validators or decorators.validators or decorators.computed_fields:
-        raise NotImplementedError(f"mlsync.input.validator: {cls.__name__} has validators it does not know")
 
     fields = []   # (attribute name, key in the file, check, default or None when required)
     for name, info in cls.model_fields.items():
@@ -355,7 +346,6 @@ def _compile_model(cls: type[BaseModel]) -> Check:
     template = {name: (None if default is None else default()) for name, _, _, default in fields}
     made = [(name, key, default) for name, key, _, default in fields
             if default is not None and _default_is_made(cls.model_fields[name])]
-    privates = {name: attr.get_default() for name, attr in cls.__private_attributes__.items()}
     new, set_attr = cls.__new__, object.__setattr__
 
     def ordered(value: dict, loc: tuple, errors: list) -> None:
@@ -404,9 +394,7 @@ def _compile_model(cls: type[BaseModel]) -> Check:
                 data[name] = default()
         obj = new(cls)
         set_attr(obj, "__dict__", data)
-        set_attr(obj, "__pydantic_fields_set__", given)
-        set_attr(obj, "__pydantic_extra__", None)
-        set_attr(obj, "__pydantic_private__", dict(privates) if privates else None)
+        set_attr(obj, "__fields_set__", given)
         for after in afters:
             obj = after(obj)
         return obj
@@ -418,14 +406,10 @@ def _default_is_made(info: FieldInfo) -> bool:
     return info.default_factory is not None
 
 
-def replace(obj: BaseModel, updates: dict[str, Any]) -> Any:
-    """`obj` with `updates` (valid values of its fields), marked as set: `model_copy(update=...)`
-    without its generic copying."""
+def replace(obj: Record, updates: dict[str, Any]) -> Any:
+    """`obj` with `updates` (valid values of its fields, private attributes kept), marked as set."""
     cls = type(obj)
     new = cls.__new__(cls)
     object.__setattr__(new, "__dict__", {**obj.__dict__, **updates})
-    object.__setattr__(new, "__pydantic_fields_set__", obj.__pydantic_fields_set__ | updates.keys())
-    object.__setattr__(new, "__pydantic_extra__", None)
-    private = obj.__pydantic_private__
-    object.__setattr__(new, "__pydantic_private__", dict(private) if private else None)
+    object.__setattr__(new, "__fields_set__", obj.__fields_set__ | updates.keys())
     return new

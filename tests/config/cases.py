@@ -5,7 +5,7 @@ Each case is a set of files. The line a problem must point at is marked in the t
 
 - "yaml":     the loader, before any tree exists (syntax, duplicates, tabs, alias bombs, size, ...)
 - "loader":   the loader's interpolation; the tree exists (schema and model must still agree on it)
-- "schema":   the JSON Schema and the pydantic model both reject it
+- "schema":   the JSON Schema and the validator (input/validator.py) both reject it
 - "semantic": schema and model both accept it; a cross-field check rejects it
 
 tests/config/test_bad_inputs.py asserts message and location; test_schema_agreement.py asserts
