@@ -249,6 +249,14 @@ def _fresh(error: BaseException) -> BaseException:
     return copy.copy(error)
 
 
+def connected(monkeypatch: Any, cluster: "FakeCluster") -> "FakeCluster":
+    """`cluster`, made what the commands connect to (`mlsync.commands.common.connect`) for one test."""
+    from mlsync.commands import common
+
+    monkeypatch.setattr(common, "connect", lambda options: cluster)
+    return cluster
+
+
 def _err(op: str, resource: str, status: Optional[int], reason: str, etype: Optional[str] = None) -> ClusterError:
     return ClusterError(op, resource, status, reason, etype)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, replace
 from typing import Optional
 
 from mlsync.core.desired import DesiredState
-from mlsync.input.flatten import flatten
+from mlsync.input.flatten import flatten, hash_local_files
 from mlsync.core.errors import LeaseLost, MlsyncError, PlanError, StalePlan, StateConflict
 from mlsync.core.observed import ClusterPort, Observed
 from mlsync.core.plan import Plan
@@ -20,11 +21,36 @@ from mlsync.core.state import DEFAULT_LOCK_TTL, StackState
 
 def load_desired(paths: list[str]) -> DesiredState:
     """Load, merge and validate the files (raises ConfigError with every problem), then flatten."""
+    return _checked(paths).flatten()
+
+
+@dataclass
+class _Checked:
+    """The files loaded and validated, their local model files hashed, the fingerprint keys checked:
+    everything that can refuse the input has run. What is left (`flatten`) is pure and cannot."""
+    loaded: object          # mlsync.input.LoadedConfig
+    hashes: dict
+
+    @property
+    def stack(self) -> str:
+        return self.loaded.stack.stack
+
+    def flatten(self) -> DesiredState:
+        loaded = self.loaded
+        return flatten(loaded.stack, sources=tuple(loaded.sources), locate=_locator(loaded),
+                       sensitive=loaded.source_map.sensitive, hashes=self.hashes)
+
+
+def _checked(paths: list[str]) -> _Checked:
+    """Every check of the input, before anything is sent (a bad input sends no request): load, merge
+    and validate the files (ConfigError with every problem), hash their local model files (a file
+    that cannot be read is a ConfigError too) and check the fingerprint keys in the environment."""
     from mlsync.input import load
 
     loaded = load(list(paths))
-    return flatten(loaded.stack, sources=tuple(loaded.sources), locate=_locator(loaded),
-                   sensitive=loaded.source_map.sensitive)
+    hashes = hash_local_files(loaded.stack, locate=_locator(loaded))
+    fingerprint_keys()
+    return _Checked(loaded, hashes)
 
 
 def _locator(loaded):
@@ -65,6 +91,73 @@ class Planned:
     state: StackState
 
 
+def plan_files(paths: list[str], options, state_file: Optional[str] = None, *, destroy: bool = False,
+               allow_in_use: bool = False) -> Planned:
+    """`load_desired`, `connect` and `plan_for` (plan, drift, graph), with the cluster's reads overlapped
+    with `flatten`. Once every check of the input has run (`_checked`: nothing has been sent yet), the
+    state is read here, then the cluster and the other stacks' objects are read in a thread (`_Reads`)
+    while this thread flattens the files and carries the state's fingerprints over to this run's keys;
+    then the plan is made as `plan_for` makes it. The order of
+    the reads is `plan_for`'s: the state before the cluster (read the other way round, an apply that
+    ended in between would leave an object in the state that the observation lacks, and the plan, at
+    the newer serial, would create it again), the owners after it. The state is read before the
+    thread starts, not in it: reading a state file is Python work that would only share the
+    interpreter with `flatten` and hold back the cluster's reads (docs/performance.md §3).
+
+    An error in the reads is raised here as `plan_for` raises it; an error or an interrupt meanwhile
+    lets the read in flight end, starts no other, and waits for it: no thread outlives the command."""
+    checked = _checked(paths)
+    cluster = connect(options)
+    store = state_store(cluster, state_file)
+    loaded_state = store.load(checked.stack)
+    reads = _Reads(checked.stack, cluster, store)
+    try:
+        desired = checked.flatten()
+        state = with_fingerprint_keys(loaded_state or StackState(desired.stack), desired, destroy=destroy)
+    except BaseException:
+        reads.stop()
+        raise
+    observed, owners = reads.result()
+    return _planned(desired, observed, state, owners, destroy=destroy, allow_in_use=allow_in_use)
+
+
+class _Reads:
+    """`cluster.observe()`, then `store.owners(stack)`, in a thread of their own (started here).
+    `stop()` lets the read in flight end, starts no other and waits for it; `result()` waits and returns
+    (observed, owners), or raises what a read raised."""
+
+    def __init__(self, stack: str, cluster: ClusterPort, store) -> None:
+        self._stopping = threading.Event()
+        self._result: Optional[tuple] = None
+        self._error: Optional[BaseException] = None
+        self._thread = threading.Thread(target=self._run, args=(stack, cluster, store), name="mlsync-reads")
+        self._thread.start()
+
+    def _run(self, stack: str, cluster: ClusterPort, store) -> None:
+        try:
+            observed = cluster.observe()
+            if not self._stopping.is_set():
+                self._result = (observed, store.owners(stack))
+        except BaseException as err:  # noqa: BLE001 — handed to the main thread by result()
+            self._error = err
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+
+    def result(self) -> tuple:
+        try:
+            self._thread.join()
+        except BaseException:   # interrupted while waiting: start no further read
+            self._stopping.set()
+            raise
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        assert self._result is not None
+        return self._result
+
+
 def plan_for(desired: DesiredState, cluster: ClusterPort, store, *, destroy: bool = False,
              locked: Optional[StackState] = None, allow_in_use: bool = False) -> Planned:
     """Read the state and the cluster, and plan. `locked`: the state as this command's lease took it
@@ -77,14 +170,19 @@ def plan_for(desired: DesiredState, cluster: ClusterPort, store, *, destroy: boo
     if locked is not None:
         state = with_fingerprint_keys(locked, desired, destroy=destroy)
         observed = cluster.observe()
-        options = PlanOptions(destroy=destroy, owners=store.owners(desired.stack), allow_in_use=allow_in_use)
-        the_plan = replace(make_plan(desired, observed, state, options), state_serial=state.serial - 1)
-        check_compatible(the_plan, desired)
-        return Planned(the_plan, desired, observed, state)
+        return _planned(desired, observed, state, store.owners(desired.stack), destroy=destroy,
+                        allow_in_use=allow_in_use, serial=state.serial - 1)
     state = with_fingerprint_keys(store.load(desired.stack) or StackState(desired.stack), desired, destroy=destroy)
     observed = cluster.observe()
-    options = PlanOptions(destroy=destroy, owners=store.owners(desired.stack), allow_in_use=allow_in_use)
+    return _planned(desired, observed, state, store.owners(desired.stack), destroy=destroy, allow_in_use=allow_in_use)
+
+
+def _planned(desired: DesiredState, observed: Observed, state: StackState, owners, *, destroy: bool,
+             allow_in_use: bool, serial: Optional[int] = None) -> Planned:
+    options = PlanOptions(destroy=destroy, owners=owners, allow_in_use=allow_in_use)
     the_plan = make_plan(desired, observed, state, options)
+    if serial is not None:
+        the_plan = replace(the_plan, state_serial=serial)
     check_compatible(the_plan, desired)
     return Planned(the_plan, desired, observed, state)
 
@@ -99,9 +197,7 @@ def with_fingerprint_keys(state: StackState, desired: DesiredState, *, destroy: 
     looks like a changed credential. An apply saves the carried-over fingerprints."""
     from mlsync.core.fingerprints import carried_over
 
-    key, previous = (os.environ.get(name) or None for name in FINGERPRINT_KEY_VARS)
-    state.external_key = Secret(key) if key else None
-    state.previous_key = Secret(previous) if previous else None
+    state.external_key, state.previous_key = fingerprint_keys()
     try:
         keying = state.keying()
     except ValueError as err:
@@ -113,6 +209,20 @@ def with_fingerprint_keys(state: StackState, desired: DesiredState, *, destroy: 
         state.resources.update(updated)
         state.carried_over = frozenset(updated)
     return state
+
+
+def fingerprint_keys() -> tuple[Optional[Secret], Optional[Secret]]:
+    """(MLSYNC_FINGERPRINT_KEY, MLSYNC_FINGERPRINT_KEY_PREVIOUS) from the environment; MlsyncError when
+    one is too short to be a key (checked with the input, before anything is sent)."""
+    from mlsync.core.secrets import Keying
+
+    key, previous = (Secret(value) if value else None
+                     for value in (os.environ.get(name) for name in FINGERPRINT_KEY_VARS))
+    try:
+        Keying("", key, previous)
+    except ValueError as err:
+        raise MlsyncError(str(err)) from None
+    return key, previous
 
 
 def check_compatible(the_plan: Plan, desired: DesiredState) -> None:

@@ -14,9 +14,7 @@ def drift(paths: list[str], options, out: TextIO, *, output: str = "text", state
     from mlsync.core import drift as drift_report
     from mlsync.render import drift as render_drift
 
-    desired = common.load_desired(paths)
-    cluster = common.connect(options)
-    planned = common.plan_for(desired, cluster, common.state_store(cluster, state_file))
+    planned = common.plan_files(paths, options, state_file)
     report = drift_report.build(planned.plan, planned.state, planned.observed)
     out.write(render_drift.render(report, output, color=output == "text" and use_color(out)))
     return report.exit_code

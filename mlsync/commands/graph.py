@@ -27,9 +27,7 @@ def graph(paths: list[str], options, out: TextIO, *, fmt: str = "mermaid", plan_
         the_plan = common.read_plan(plan_file)
         common.check_saved(the_plan, plan_file)
     else:
-        desired = common.load_desired(paths)
-        cluster = common.connect(options)
-        the_plan = common.plan_for(desired, cluster, common.state_store(cluster, state_file), destroy=destroy).plan
+        the_plan = common.plan_files(paths, options, state_file, destroy=destroy).plan
     if fmt == "mermaid":
         out.write(render_graph.mermaid(the_plan, include_unchanged=include_unchanged))
     else:

@@ -14,10 +14,7 @@ def plan(paths: list[str], options, out: TextIO, *, output: str = "text", plan_f
     """`mlsync plan`: observe, diff and print; `-o` saves the plan; exit 2 on changes with --detailed-exitcode."""
     from mlsync.commands import common
 
-    desired = common.load_desired(paths)
-    cluster = common.connect(options)
-    planned = common.plan_for(desired, cluster, common.state_store(cluster, state_file), destroy=destroy,
-                              allow_in_use=allow_in_use)
+    planned = common.plan_files(paths, options, state_file, destroy=destroy, allow_in_use=allow_in_use)
     out.write(render_plan(planned.plan, output, out))
     if plan_file:
         common.save_plan(planned.plan, plan_file)

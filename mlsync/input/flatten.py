@@ -12,11 +12,12 @@ import hashlib
 import os
 import stat
 from dataclasses import replace
-from typing import Any, BinaryIO, Optional
+from typing import Any, BinaryIO, Mapping, Optional
 
 from mlsync.core import normalize, references
 from mlsync.core.address import Address
 from mlsync.core.desired import DesiredResource, DesiredState
+from mlsync.core.errors import ConfigError, Problem
 from mlsync.core.secrets import Secret
 from mlsync.input.model import Connector, Model, ModelGroup, StackFile, VersionFields
 
@@ -72,14 +73,16 @@ def _without_credential(raw: dict) -> tuple[dict, Optional[dict[str, Secret]]]:
 
 
 def flatten(stack: StackFile, *, sources: tuple[str, ...] = (), locate=None,
-            hash_files: bool = True, sensitive: Optional[set[str]] = None) -> DesiredState:
+            hash_files: bool = True, sensitive: Optional[set[str]] = None,
+            hashes: Optional[Mapping[str, tuple[str, int]]] = None) -> DesiredState:
     """`locate(path_tuple) -> (file, line, col)` (from the loader) resolves relative `path:` values
     and records where each resource was declared. `sensitive` (the loader's `SourceMap.sensitive`):
     string values that came from `${env:…}`/`${file:…}`; each form value equal to one becomes a
-    Secret (masked in every output, kept as a keyed fingerprint)."""
+    Secret (masked in every output, kept as a keyed fingerprint). `hashes`: what `hash_local_files`
+    returned for this stack, so that the local files are not read again here."""
     where = locate or (lambda _p: None)
     out: dict[Address, DesiredResource] = {}
-    state = _flatten(stack, where, hash_files, out)
+    state = _flatten(stack, where, hash_files, out, hashes or {})
     if sensitive:
         for address, res in out.items():
             form = _wrap_sensitive(res.form, sensitive, top=True)
@@ -111,7 +114,7 @@ def _wrap_sensitive(value: Any, sensitive: set[str], top: bool = False) -> Any:
     return value
 
 
-def _flatten(stack: StackFile, where, hash_files: bool, out: dict) -> str:
+def _flatten(stack: StackFile, where, hash_files: bool, out: dict, hashes: Mapping[str, tuple[str, int]]) -> str:
 
     for i, c in enumerate(stack.connectors):
         out[Address("connector", c.name)] = _connector(c, where(("connectors", i)))
@@ -125,7 +128,7 @@ def _flatten(stack: StackFile, where, hash_files: bool, out: dict) -> str:
         if implicit is not None:
             res = _group(implicit, where(("models", i)))
             out[res.address] = replace(res, implicit=True)
-        for res in _model_versions(m, i, group, where, hash_files):
+        for res in _model_versions(m, i, group, where, hash_files, hashes):
             out[res.address] = res
 
     current = current_versions(stack)
@@ -149,22 +152,56 @@ def _group(g: ModelGroup, location) -> DesiredResource:
                            prevent_destroy=g.lifecycle.prevent_destroy, location=location)
 
 
-def _model_versions(m: Model, index: int, group: str, where, hash_files: bool) -> list[DesiredResource]:
-    base = {k: getattr(m, k) for k in _VERSION_FIELDS}
-    group_addr = str(Address("model_group", group))
+def _version_entries(m: Model, index: int) -> list[tuple[Optional[str], Any, tuple, Any]]:
+    """(label, what holds the version's fields, its path in the file, its connector) per version of
+    `m`; a model without versions is one entry, the model itself, without a label."""
     if not m.versions:
-        entries = [(None, base, ("models", index), m.connector)]
-    else:
-        entries = []
-        for j, v in enumerate(m.versions):
-            # The config model already merged the model's defaults into each version; a remote
-            # version's connector is its own, else the model's.
-            eff = {k: getattr(v, k) for k in _VERSION_FIELDS}
-            entries.append((v.version, eff, ("models", index, "versions", j),
-                            v.connector if v.connector is not None else m.connector))
+        return [(None, m, ("models", index), m.connector)]
+    # The config model already merged the model's defaults into each version; a remote version's
+    # connector is its own, else the model's.
+    return [(v.version, v, ("models", index, "versions", j), v.connector if v.connector is not None else m.connector)
+            for j, v in enumerate(m.versions)]
 
+
+def _local_path(path: str, loc_path: tuple, where) -> str:
+    return _resolve_path(path, where(loc_path + ("path",)) or where(loc_path))
+
+
+def hash_local_files(stack: StackFile, *, locate=None) -> dict[str, tuple[str, int]]:
+    """resolved path -> (SHA-256, size) of every local model file (`path:`) the stack names: the one
+    part of `flatten` that reads files, done on its own, so that a command can refuse a file it cannot
+    read before it sends anything and then run the rest of `flatten` (pure) while it reads the
+    cluster (`flatten(..., hashes=...)`). A file that cannot be read is a ConfigError located at its
+    `path:`; a path that is not a regular file is left out (the semantic checks reported it)."""
+    where = locate or (lambda _p: None)
+    out: dict[str, tuple[str, int]] = {}
+    problems: list[Problem] = []
+    for i, m in enumerate(stack.models):
+        for _, fields, loc_path, _ in _version_entries(m, i):
+            if fields.url or not fields.path:
+                continue
+            full = _local_path(fields.path, loc_path, where)
+            if full in out or not os.path.isfile(full):
+                continue
+            try:
+                out[full] = sha256_file(full)
+            except OSError as err:
+                from mlsync.input.diagnostics import format_path
+
+                file, line, col = where(loc_path + ("path",)) or where(loc_path) or (full, 1, 1)
+                problems.append(Problem(file, line, col, format_path(loc_path + ("path",)),
+                                        f"model file {full} cannot be read: {err.strerror or err}"))
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def _model_versions(m: Model, index: int, group: str, where, hash_files: bool,
+                    hashes: Mapping[str, tuple[str, int]]) -> list[DesiredResource]:
+    group_addr = str(Address("model_group", group))
     out = []
-    for label, eff, loc_path, connector in entries:
+    for label, fields, loc_path, connector in _version_entries(m, index):
+        eff = {k: getattr(fields, k) for k in _VERSION_FIELDS}
         raw = {k: _dump(v) for k, v in eff.items() if v is not None}
         raw["model_config"] = raw.pop("model_config_", raw.get("model_config"))
         raw["name"] = m.name
@@ -184,10 +221,10 @@ def _model_versions(m: Model, index: int, group: str, where, hash_files: bool) -
         if url:
             artifact = {"url": url, "sha256": raw.get("model_content_hash_value")}
         elif path:
-            full = _resolve_path(path, where(loc_path + ("path",)) or where(loc_path))
+            full = _local_path(path, loc_path, where)
             artifact = {"path": full, "sha256": raw.get("model_content_hash_value"), "size": None}
             if hash_files and os.path.isfile(full):
-                digest, size = sha256_file(full)
+                digest, size = hashes[full] if full in hashes else sha256_file(full)
                 artifact.update(sha256=digest, size=size)
                 raw["model_content_hash_value"] = digest
         form = normalize.model_form(raw)

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/ for `fakes`
 
-from fakes import FakeCluster  # noqa: E402
+from fakes import FakeCluster, connected  # noqa: E402
 from helpers import connector_yaml  # noqa: E402
 
 from mlsync import commands as app  # noqa: E402
@@ -56,9 +56,7 @@ models:
 
 @pytest.fixture
 def fake(monkeypatch) -> FakeCluster:
-    cluster = FakeCluster(task_polls=0, deploy_polls=0)
-    monkeypatch.setattr(common, "connect", lambda options: cluster)
-    return cluster
+    return connected(monkeypatch, FakeCluster(task_polls=0, deploy_polls=0))
 
 
 @pytest.fixture
