@@ -40,13 +40,33 @@ def open_regular(path: str) -> BinaryIO:
 
 def sha256_file(path: str) -> tuple[str, int]:
     """(SHA-256 hex digest, size) of a regular file (`open_regular`), read in 1 MiB blocks."""
+    with open_regular(path) as f:
+        return _sha256_of(f)
+
+
+def _sha256_of(f: BinaryIO) -> tuple[str, int]:
     h = hashlib.sha256()
     size = 0
-    with open_regular(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-            size += len(block)
+    for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+        size += len(block)
     return h.hexdigest(), size
+
+
+_DIGESTS: dict[tuple, tuple[str, int]] = {}
+
+
+def known_sha256_file(path: str) -> tuple[str, int]:
+    """`sha256_file`, read once per process while the file stays the same one (device, inode, size,
+    modification time): the semantic checks and `hash_local_files` both need the digest of each
+    `path:` file, and a 1 GB artifact took ~0.5 s per read. The upload hashes again, fresh."""
+    with open_regular(path) as f:
+        st = os.fstat(f.fileno())
+        key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        known = _DIGESTS.get(key)
+        if known is None:
+            known = _DIGESTS[key] = _sha256_of(f)
+    return known
 
 
 def _dump(model: Any) -> Any:
@@ -184,7 +204,7 @@ def hash_local_files(stack: StackFile, *, locate=None) -> dict[str, tuple[str, i
             if full in out or not os.path.isfile(full):
                 continue
             try:
-                out[full] = sha256_file(full)
+                out[full] = known_sha256_file(full)
             except OSError as err:
                 from mlsync.input.diagnostics import format_path
 
@@ -224,7 +244,7 @@ def _model_versions(m: Model, index: int, group: str, where, hash_files: bool,
             full = _local_path(path, loc_path, where)
             artifact = {"path": full, "sha256": raw.get("model_content_hash_value"), "size": None}
             if hash_files and os.path.isfile(full):
-                digest, size = hashes[full] if full in hashes else sha256_file(full)
+                digest, size = hashes[full] if full in hashes else known_sha256_file(full)
                 artifact.update(sha256=digest, size=size)
                 raw["model_content_hash_value"] = digest
         form = normalize.model_form(raw)

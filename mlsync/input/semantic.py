@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable, Optional
 from urllib.parse import urlsplit
 
 from mlsync.input.diagnostics import did_you_mean, format_path
-from mlsync.input.flatten import sha256_file
+from mlsync.input.flatten import known_sha256_file
 from mlsync.input.loader import file_kind
 from mlsync.input.model import ACCESS_FIELDS, FUNCTION_NAMES, SPARSE_FUNCTIONS, ModelConfig
 from mlsync.core import references
@@ -395,7 +395,7 @@ class Checker:
     def sha256(self, file: str) -> Optional[str]:
         if file not in self._hashes:
             try:
-                self._hashes[file] = sha256_file(file)[0]
+                self._hashes[file] = known_sha256_file(file)[0]
             except OSError:
                 self._hashes[file] = None
         return self._hashes[file]

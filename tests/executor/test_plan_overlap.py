@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import sys
@@ -196,7 +197,7 @@ def test_an_unreadable_model_file_is_a_located_error_before_any_request(fake, tm
     def unreadable(path):
         raise PermissionError(13, "Permission denied", path)
 
-    monkeypatch.setattr(flatten_module, "sha256_file", unreadable)
+    monkeypatch.setattr(flatten_module, "known_sha256_file", unreadable)
     with pytest.raises(ConfigError) as err:
         _plan([local], io.StringIO())
     (problem,) = err.value.problems
@@ -206,18 +207,27 @@ def test_an_unreadable_model_file_is_a_located_error_before_any_request(fake, tm
     assert fake.log == []
 
 
-def test_a_local_model_file_is_hashed_once(fake, tmp_path, monkeypatch):
-    local = written(tmp_path, LOCAL_YAML)
-    hashed: list[str] = []
-    real = flatten_module.sha256_file
+@pytest.mark.parametrize("with_digest", [False, True], ids=["path", "path-and-digest"])
+def test_a_local_model_file_is_read_once(fake, tmp_path, monkeypatch, with_digest):
+    """Once per plan, also when the file gives its digest (the semantic checks compare it with the
+    file's: they and flatten share one read, flatten.known_sha256_file)."""
+    text = LOCAL_YAML
+    if with_digest:
+        (tmp_path / "a.zip").write_bytes(b"zip")
+        digest = hashlib.sha256(b"zip").hexdigest()
+        text = text.replace("        path: a.zip\n", f"        path: a.zip\n        model_content_hash_value: {digest}\n")
+    local = written(tmp_path, text)
+    monkeypatch.setattr(flatten_module, "_DIGESTS", {})
+    read: list[str] = []
+    real = flatten_module._sha256_of
 
-    def counting(path):
-        hashed.append(path)
-        return real(path)
+    def counting(f):
+        read.append(f.name)
+        return real(f)
 
-    monkeypatch.setattr(flatten_module, "sha256_file", counting)
+    monkeypatch.setattr(flatten_module, "_sha256_of", counting)
     planned = common.plan_files([str(local)], OPTS)
-    assert hashed == [str(tmp_path / "a.zip")]
+    assert len(read) == 1
     (version,) = [c for c in planned.plan.changes if c.address.kind == "model"]
     assert planned.desired.resources[version.address].artifact["size"] == 3
 
