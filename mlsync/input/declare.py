@@ -36,60 +36,64 @@ REQUIRED: Any = _Required()
 
 # --- Annotated metadata --------------------------------------------------------------------------
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+# Frozen, and compared and hashed by identity: typing hashes Annotated metadata (a dict would not hash).
+_marker = dataclass(frozen=True, eq=False)
+
+
+@_marker
 class BeforeValidator:
     """Runs on the raw value before the type's check; raises ValueError to refuse it."""
     func: Callable[[Any], Any]
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class PlainValidator:
     """Replaces the type's check: its result is the value."""
     func: Callable[[Any], Any]
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class PlainSerializer:
     """How `model_dump` writes the value (a Secret as its mask)."""
     func: Callable[[Any], Any]
     return_type: Any = Any
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class WithJsonSchema:
     """The JSON Schema of the type, written by hand (it must accept exactly what the checks accept)."""
     json_schema: dict
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class Tag:
     """The tag of one member of a union chosen by a `Discriminator`."""
     tag: str
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class Discriminator:
     """A function of the raw value that names the union member (its `Tag`) to check it with."""
     discriminator: Callable[[Any], str]
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class Strict:
     """No conversion: a bool must be a bool."""
     strict: bool = True
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class MinLen:
     min_length: int
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class Gt:
     gt: Any
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class Ge:
     ge: Any
 
@@ -132,13 +136,13 @@ def Field(default: Any = REQUIRED, *, default_factory: Optional[Callable[[], Any
                      metadata=tuple(metadata))
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class PrivateAttr:
     """A per-instance attribute that is not a field (not in the file, assignable on a frozen record)."""
     default: Any = None
 
 
-@dataclass(frozen=True, eq=False)   # compared and hashed by identity (typing hashes Annotated metadata)
+@_marker
 class _Validator:
     func: Callable
     mode: str
