@@ -375,6 +375,7 @@ class FileStateStore(_LeaseMixin):
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.clock = clock
+        self._parsed: Optional[tuple[tuple, dict]] = None   # (file identity, data) of the last read
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -390,9 +391,17 @@ class FileStateStore(_LeaseMixin):
             finally:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
-    def _read_all(self) -> dict:
+    def _read_all(self, *, reuse: bool = False) -> dict:
+        """The whole file, parsed. `reuse`: what the last read parsed, when the file is still the one it
+        read (device, inode, size, modification time; a write replaces the file, so a new inode): the
+        owners' read right after `load` would parse the same megabytes again."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            with open(self.path, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                if reuse and self._parsed is not None and self._parsed[0] == key:
+                    return self._parsed[1]
+                text = fh.read().decode("utf-8")
         except FileNotFoundError:
             return {"mlsync_state_file": FILE_FORMAT, "stacks": {}}
         try:
@@ -404,6 +413,7 @@ class FileStateStore(_LeaseMixin):
         if data.get("mlsync_state_file", FILE_FORMAT) > FILE_FORMAT:
             raise MlsyncError(f"{self.path}: written by a newer mlsync (file format "
                               f"{data.get('mlsync_state_file')}); upgrade mlsync")
+        self._parsed = (key, data)
         return data
 
     def _write_all(self, data: dict) -> None:
@@ -439,7 +449,7 @@ class FileStateStore(_LeaseMixin):
     def owners(self, exclude_stack: Optional[str] = None) -> dict[str, Owner]:
         """server id -> the other stack managing it, over every stack this file holds (stacks whose
         state is elsewhere, e.g. on the cluster, are not seen)."""
-        return owners_of(self._read_all()["stacks"], exclude_stack,
+        return owners_of(self._read_all(reuse=True)["stacks"], exclude_stack,
                          document=lambda stack: f"{self.path}: stack {stack!r}")
 
     def save(self, state: StackState) -> StackState:

@@ -225,3 +225,25 @@ def test_state_mv_refuses_what_it_cannot_move_and_changes_nothing(fake, tmp_path
     assert set(store.load("a").resources) == {CONN, GROUP, REMOTE}    # all or nothing, each time
     assert set(store.load("b").resources) == {GROUP} and store.load("c") is None
     assert store.load("a").lock is None and store.load("b").lock is None
+
+
+def test_file_store_owners_reuse_what_load_parsed_only_while_the_file_is_the_same(tmp_path, monkeypatch):
+    """The owners' read right after `load` does not parse the file again; once another writer has
+    replaced the file (another stack saved meanwhile), it does, and sees that stack's objects."""
+    import mlsync.edge.statestore as statestore
+
+    path = tmp_path / "state.json"
+    a = StackState("a")
+    a.resources = {GROUP: ResourceState(GROUP, "model_group", "G1")}
+    FileStateStore(path).save(a)
+    parsed: list[int] = []
+    real_loads = statestore.json.loads
+    monkeypatch.setattr(statestore.json, "loads", lambda text: parsed.append(len(text)) or real_loads(text))
+    store = FileStateStore(path)
+    assert store.load("b") is None and len(parsed) == 1
+    assert store.owners("b") == {"G1": Owner("a", GROUP)} and len(parsed) == 1   # reused
+    other = StackState("c")
+    other.resources = {CONN: ResourceState(CONN, "connector", "C9")}
+    FileStateStore(path).save(other)   # another process's write: a new file
+    assert store.owners("b") == {"G1": Owner("a", GROUP), "C9": Owner("c", CONN)}
+    assert len(parsed) == 3   # the other writer's read (under its lock) and this one
