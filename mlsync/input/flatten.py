@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any, BinaryIO, Mapping, Optional
 
 from mlsync.core import normalize, references
@@ -19,6 +20,7 @@ from mlsync.core.address import Address
 from mlsync.core.desired import DesiredResource, DesiredState
 from mlsync.core.errors import ConfigError, Problem
 from mlsync.core.secrets import Secret
+from mlsync.input.declare import Record
 from mlsync.input.model import Connector, Model, ModelGroup, StackFile, VersionFields
 
 _VERSION_FIELDS = tuple(n for n in VersionFields.model_fields)
@@ -69,9 +71,14 @@ def known_sha256_file(path: str) -> tuple[str, int]:
     return known
 
 
+_SCALARS = (str, int, float, bool, Secret)
+
+
 def _dump(model: Any) -> Any:
     """A record (mlsync.input.declare) as plain request-key data, Secrets left wrapped."""
-    if hasattr(model, "model_dump"):
+    if type(model) in _SCALARS:   # most values: no attribute probe (a miss raises inside hasattr)
+        return model
+    if isinstance(model, Record):
         out = {}
         for name, info in type(model).model_fields.items():
             value = getattr(model, name)
@@ -216,13 +223,19 @@ def hash_local_files(stack: StackFile, *, locate=None) -> dict[str, tuple[str, i
     return out
 
 
+@lru_cache(maxsize=1 << 16)
+def _address_text(kind: str, name: str) -> str:
+    """`str(Address(kind, name))` of a group or connector: 10,000 models name 1,000 groups."""
+    return str(Address(kind, name))
+
+
 def _model_versions(m: Model, index: int, group: str, where, hash_files: bool,
                     hashes: Mapping[str, tuple[str, int]]) -> list[DesiredResource]:
-    group_addr = str(Address("model_group", group))
+    group_addr = _address_text("model_group", group)
     out = []
     for label, fields, loc_path, connector in _version_entries(m, index):
-        eff = {k: getattr(fields, k) for k in _VERSION_FIELDS}
-        raw = {k: _dump(v) for k, v in eff.items() if v is not None}
+        values = fields.__dict__   # a record's fields (and nothing else but private attributes)
+        raw = {k: _dump(values[k]) for k in _VERSION_FIELDS if values[k] is not None}
         raw["model_config"] = raw.pop("model_config_", raw.get("model_config"))
         raw["name"] = m.name
         raw["function_name"] = m.function_name
@@ -234,7 +247,7 @@ def _model_versions(m: Model, index: int, group: str, where, hash_files: bool,
         if connector is not None:
             if isinstance(connector, str):
                 raw["connector"] = connector
-                depends.append(str(Address("connector", connector)))
+                depends.append(_address_text("connector", connector))
             else:
                 raw["connector"], credential = _without_credential(_dump(connector))
         artifact = None
