@@ -269,3 +269,50 @@ def test_a_lease_of_a_live_process_is_respected(make_store):
     _lease_of_process(a, os.getppid())
     with pytest.raises(LockHeld):
         b.lock(STACK, "re-run", 300)
+
+
+# --- reading resources without the field-by-field checks (core/state._as_stored) -----------------
+
+_STORED = {"address": 'model_group["g"]', "kind": "model_group", "id": "G1"}
+_RESOURCE_CASES = [
+    _STORED,
+    {**_STORED, "server_version": "3", "applied_fingerprint": "f", "credential_fingerprint": "c",
+     "applied_form": {"name": "g"}, "applied_deploy": True, "fingerprint_salt": "s"},
+    {**_STORED, "server_version": 3},              # an int version: made a string
+    {"kind": "model_group", "id": "G1"},           # no address: the key
+    {**_STORED, "applied_deploy": 1},              # wrong type: an error naming the field
+    {**_STORED, "id": None},                       # missing id: an error
+    {**_STORED, "newer_field": 1},                 # unknown: ignored and listed
+    {**_STORED, "applied_form": ["x"]},
+    ["not", "an", "object"],
+]
+
+
+def _read(resource, monkeypatch=None):
+    doc = {"format": 1, "stack": "s", "serial": 2, "fingerprint_key": "k",
+           "resources": {'model_group["g"]': resource}, "journal": []}
+    try:
+        state = StackState.from_json(json.loads(json.dumps(doc)))
+    except MlsyncError as err:
+        return ("error", str(err))
+    return ("ok", state.resources, state.ignored)
+
+
+@pytest.mark.parametrize("resource", _RESOURCE_CASES, ids=range(len(_RESOURCE_CASES)))
+def test_resources_read_as_stored_equal_the_checked_reading(resource, monkeypatch):
+    fast = _read(resource)
+    import mlsync.core.state as state_module
+
+    monkeypatch.setattr(state_module, "_as_stored", lambda r: None)   # every resource through the checks
+    assert fast == _read(resource)
+
+
+def test_a_resource_as_this_mlsync_writes_it_is_read_directly():
+    import mlsync.core.state as state_module
+
+    written = StackState("s", resources={'model_group["g"]': ResourceState('model_group["g"]', "model_group", "G1",
+                                                                         applied_form={"name": "g"})}).to_json()
+    (resource,) = written["resources"].values()
+    assert state_module._as_stored(resource) == ResourceState('model_group["g"]', "model_group", "G1",
+                                                              applied_form={"name": "g"})
+    assert state_module._as_stored({**resource, "server_version": 3}) is None   # the checks convert it
