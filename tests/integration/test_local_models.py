@@ -200,6 +200,20 @@ def test_new_build_replaces_the_deployed_version(source, label, tmp_path, opts, 
     destroy([f], opts)
 
 
+def undeploy_by_hand(os_client, mid: str) -> None:
+    """Undeploy as a person would, again if the doc still reads DEPLOYED after 10 s: once in CI an
+    undeploy sent right after a local model's doc read DEPLOYED left it DEPLOYED (docs/ml-commons-notes.md)."""
+    answers = []
+    for _ in range(3):
+        answers.append(os_client.plugins.ml.undeploy_model(model_id=mid))
+        try:
+            wait_for_model_state(os_client, mid, "UNDEPLOYED", timeout=10)
+            return
+        except TimeoutError:
+            continue
+    raise AssertionError(f"model {mid} never read UNDEPLOYED; the undeploy answers: {answers}")
+
+
 def test_undeployed_by_hand_is_drift_and_apply_redeploys(tmp_path, opts, onnx_zips, unique_name, os_client):
     u = unique_name("lm")
     f = stack_file(tmp_path, u, onnx_stack(u, "path", onnx_zips))
@@ -207,8 +221,7 @@ def test_undeployed_by_hand_is_drift_and_apply_redeploys(tmp_path, opts, onnx_zi
     mid = only_model_id(f, opts)
     wait_for_model_state(os_client, mid, "DEPLOYED", timeout=FIRST_DEPLOY_TIMEOUT)
 
-    os_client.plugins.ml.undeploy_model(model_id=mid)
-    wait_for_model_state(os_client, mid, "UNDEPLOYED")
+    undeploy_by_hand(os_client, mid)
     code, doc = drift_doc([f], opts)
     assert code == 2, doc
     [item] = doc["drift"]
