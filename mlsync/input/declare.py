@@ -15,13 +15,16 @@ attributes, names starting with `_`, can). The names that mirror pydantic's (`mo
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from mlsync.core.secrets import Secret
+
 __all__ = [
-    "Record", "Field", "FieldInfo", "PrivateAttr", "BeforeValidator", "PlainValidator", "PlainSerializer",
+    "Record", "Field", "FieldInfo", "PrivateAttr", "BeforeValidator", "PlainValidator",
     "WithJsonSchema", "Tag", "Discriminator", "Strict", "MinLen", "Gt", "Ge", "field_validator",
-    "model_validator", "RecordError", "REQUIRED",
+    "model_validator", "RecordError", "REQUIRED", "annotated",
 ]
 
 
@@ -50,13 +53,6 @@ class BeforeValidator:
 class PlainValidator:
     """Replaces the type's check: its result is the value."""
     func: Callable[[Any], Any]
-
-
-@_marker
-class PlainSerializer:
-    """How `model_dump` writes the value (a Secret as its mask)."""
-    func: Callable[[Any], Any]
-    return_type: Any = Any
 
 
 @_marker
@@ -134,6 +130,19 @@ def Field(default: Any = REQUIRED, *, default_factory: Optional[Callable[[], Any
         metadata.append(Ge(ge))
     return FieldInfo(default, default_factory=default_factory, alias=alias, description=description,
                      metadata=tuple(metadata))
+
+
+def annotated(tp: Any, metadata: list) -> tuple[Any, list]:
+    """(the bare type, all its metadata) of `Annotated[...]` (nested ones flattened, outermost last),
+    each `Field(...)` among them replaced by the constraints it carries: what the validator and the
+    JSON Schema both read."""
+    while typing.get_origin(tp) is typing.Annotated:
+        args = typing.get_args(tp)
+        tp, metadata = args[0], list(args[1:]) + list(metadata)
+    flat: list = []
+    for item in metadata:
+        flat.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+    return tp, flat
 
 
 @_marker
@@ -261,13 +270,19 @@ class Record:
         return self.__fields_set__
 
     def model_copy(self, *, update: Optional[dict] = None) -> Any:
-        from mlsync.input import validator
+        """This record with `update` (valid values of its fields), those marked as set; private
+        attributes kept."""
+        update = update or {}
+        cls = type(self)
+        new = cls.__new__(cls)
+        object.__setattr__(new, "__dict__", {**self.__dict__, **update})
+        object.__setattr__(new, "__fields_set__", self.__fields_set__ | update.keys())
+        return new
 
-        return validator.replace(self, dict(update or {}))
-
-    def model_dump(self) -> dict:
-        """The fields as plain data (by attribute name; a Secret as its mask)."""
-        return {name: _dump(getattr(self, name)) for name in type(self).model_fields}
+    def model_dump(self, *, by_alias: bool = False) -> dict:
+        """The fields as plain data (by attribute name, or by key in the file; a Secret as its mask)."""
+        return {(info.alias or name) if by_alias else name: _dump(getattr(self, name), by_alias)
+                for name, info in type(self).model_fields.items()}
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in type(self).__private_attributes__:
@@ -295,13 +310,13 @@ def _takes_class(func: Callable) -> bool:
     return len(params) == 2 and params[0] == "cls"
 
 
-def _dump(value: Any) -> Any:
+def _dump(value: Any, by_alias: bool) -> Any:
     if isinstance(value, Record):
-        return value.model_dump()
+        return value.model_dump(by_alias=by_alias)
     if isinstance(value, list):
-        return [_dump(v) for v in value]
+        return [_dump(v, by_alias) for v in value]
     if isinstance(value, dict):
-        return {k: _dump(v) for k, v in value.items()}
-    if type(value).__name__ == "Secret":
-        return str(value)
+        return {k: _dump(v, by_alias) for k, v in value.items()}
+    if isinstance(value, Secret):
+        return str(value)   # its mask
     return value

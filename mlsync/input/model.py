@@ -36,7 +36,6 @@ from mlsync.input.declare import (
     BeforeValidator,
     Discriminator,
     Field,
-    PlainSerializer,
     PlainValidator,
     PrivateAttr,
     Record,
@@ -49,7 +48,6 @@ from mlsync.input.declare import (
 
 from mlsync.core.secrets import Secret
 from mlsync.core.normalize import CLIENT_CONFIG_DEFAULTS
-from mlsync.input import validator
 
 # --- enums (any letter case in, one spelling out) ----------------------------------------------
 
@@ -143,7 +141,6 @@ def _require_str(value: Any) -> str:
 SecretValue = Annotated[
     Secret,
     PlainValidator(lambda v: v if isinstance(v, Secret) else Secret(_require_str(v))),
-    PlainSerializer(lambda s: str(s), return_type=str),
     WithJsonSchema({"type": "string", "description": "Write-only secret; never printed or stored."}),
 ]
 
@@ -247,9 +244,6 @@ class Lifecycle(Closed):
     prevent_destroy: StrictBool = Field(False, description="A plan that would delete this resource fails.")
 
 
-_NO_LIFECYCLE_RULES = Lifecycle()
-
-
 class AccessFields(Closed):
     access_mode: Optional[AccessMode] = Field(
         None, description="public, private or restricted. Only when the cluster has access control on.")
@@ -323,7 +317,7 @@ class Connector(_ConnectorBody, AccessFields):
 
     name: Name = Field(description="Unique within the stack; also the server-side name.")
     version: ConnectorVersion = Field("1", description="Connector version (a string or a number; stored as a string).")
-    lifecycle: Lifecycle = Field(_NO_LIFECYCLE_RULES, description="Lifecycle rules (prevent_destroy).")
+    lifecycle: Lifecycle = Field(Lifecycle(), description="Lifecycle rules (prevent_destroy).")
 
 
 # --- model groups ------------------------------------------------------------------------------
@@ -333,7 +327,7 @@ class ModelGroup(AccessFields):
 
     name: Name = Field(description="Globally unique on the cluster (a server rule).")
     description: Optional[str] = Field(None, description="Free text.")
-    lifecycle: Lifecycle = Field(_NO_LIFECYCLE_RULES, description="Lifecycle rules (prevent_destroy).")
+    lifecycle: Lifecycle = Field(Lifecycle(), description="Lifecycle rules (prevent_destroy).")
 
     _implicit_for: Optional[str] = PrivateAttr(default=None)
 
@@ -444,7 +438,6 @@ ConnectorRef = Annotated[
 ]
 
 
-
 class ModelVersion(VersionFields):
     """One registered version of a model. Fields not set here are taken from the model."""
 
@@ -468,9 +461,7 @@ def _merge_set_fields(base: Optional[Record], over: Record) -> Record:
         mine, theirs = getattr(over, field), getattr(base, field)
         if isinstance(mine, Record) and isinstance(theirs, Record):
             updates[field] = _merge_set_fields(theirs, mine)
-    return validator.replace(over, updates) if updates else over
-
-
+    return over.model_copy(update=updates) if updates else over
 
 
 class Model(VersionFields, AccessFields):
@@ -516,7 +507,7 @@ class Model(VersionFields, AccessFields):
         fields: dict[str, Any] = {f: getattr(self, f) for f in ACCESS_FIELDS if getattr(self, f) is not None}
         if self.lifecycle is not None:
             fields["lifecycle"] = self.lifecycle
-        group = validator.construct(ModelGroup, {"name": self.name, **fields})
+        group = ModelGroup(name=self.name, **fields)
         group._implicit_for = self.name
         return group
 
@@ -535,7 +526,7 @@ def _with_defaults(model: Model, version: ModelVersion) -> ModelVersion:
         mine = getattr(version, field)
         if isinstance(mine, Record) and isinstance(theirs, Record):
             updates[field] = _merge_set_fields(theirs, mine)
-    return validator.replace(version, updates) if updates else version
+    return version.model_copy(update=updates) if updates else version
 
 
 _VERSION_FIELD_NAMES = tuple(VersionFields.model_fields)

@@ -88,14 +88,9 @@ def _record_schema(cls: Any, defs: dict) -> dict:
 
 
 def _type_schema(tp: Any, metadata: list, defs: dict) -> dict:
-    from mlsync.input.declare import Discriminator, FieldInfo, Ge, Gt, MinLen, Record, WithJsonSchema
+    from mlsync.input.declare import Discriminator, Ge, Gt, MinLen, Record, WithJsonSchema, annotated
 
-    while typing.get_origin(tp) is typing.Annotated:
-        args = typing.get_args(tp)
-        tp, metadata = args[0], list(args[1:]) + list(metadata)
-    flat: list = []
-    for item in metadata:
-        flat.extend(item.metadata if isinstance(item, FieldInfo) else [item])
+    tp, flat = annotated(tp, metadata)
     given = [m.json_schema for m in flat if isinstance(m, WithJsonSchema)]
     if given:
         return _deep_sorted(given[-1])
@@ -157,9 +152,7 @@ def _deep_sorted(node: Any) -> Any:
 def _jsonable(value: Any) -> Any:
     from mlsync.input.declare import Record
 
-    if isinstance(value, Record):
-        return {(info.alias or name): _jsonable(getattr(value, name)) for name, info in type(value).model_fields.items()}
-    return value
+    return value.model_dump(by_alias=True) if isinstance(value, Record) else value
 
 
 @functools.lru_cache(maxsize=1)

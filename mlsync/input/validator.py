@@ -1,20 +1,16 @@
-"""Validating a desired-state tree into the typed view without building pydantic's validators.
+"""Validating a desired-state tree into the typed view (the records of `mlsync.input.model`).
 
-`mlsync.input.model` declares the file with pydantic classes (fields, types, constraints,
-descriptions); they also generate its JSON Schema. Building pydantic's validators for those classes
-cost ≈ 0.15 s at the start of every `validate`, `plan` and `apply` (its schema machinery and plugin
-loader; docs/performance.md §4), more than validating most files. So the classes are declared with
-`defer_build=True`, and this module reads the same declarations (`model_fields`, `Annotated`
-metadata, the classes' validators) into small Python checks on first use and assembles the frozen
-instances itself, as `model_construct` does.
+The declarations (`model_fields`, `Annotated` metadata, the classes' validators; see
+`mlsync.input.declare`) are read into small Python checks on first use, and the frozen instances
+are assembled directly. mlsync validated with pydantic until importing it and building its
+validators cost ≈ 0.15 s of every `validate`, `plan` and `apply` (docs/performance.md §4).
 
 It knows what the model uses and refuses anything else when it compiles (a new kind of field fails
 the tests, never a user): str, int, strict bool, Literal, Any, list, dict[str, X], Optional, unions
-tagged by a callable discriminator, nested classes; Strict, MinLen, Gt, Ge; BeforeValidator,
-PlainValidator; `before` field validators and `after` model validators. Errors have pydantic's shape
-(type, loc, input, ctx), so `diagnostics` words them unchanged;
-`tests/config/test_validator_agreement.py` compares values and errors with pydantic's own
-validation on every example, every bad input and generated mutations of them.
+tagged by a callable discriminator, nested records; Strict, MinLen, Gt, Ge; BeforeValidator,
+PlainValidator; `before` field validators and `after` model validators. Errors have pydantic's
+shape (type, loc, input, ctx), so `diagnostics` words them unchanged; `tests/config/test_validator.py`
+holds the errors pydantic reported for the same trees.
 """
 
 from __future__ import annotations
@@ -25,17 +21,17 @@ import types
 import typing
 from typing import Any, Callable
 
-from mlsync.input.declare import (BeforeValidator, Discriminator, FieldInfo, Ge, Gt, MinLen, PlainSerializer,
-                                  PlainValidator, Record, Strict, Tag, WithJsonSchema)
+from mlsync.input.declare import (BeforeValidator, Discriminator, FieldInfo, Ge, Gt, MinLen, PlainValidator, Record,
+                                  Strict, Tag, WithJsonSchema, annotated)
 
-__all__ = ["validate", "construct", "replace"]
+__all__ = ["validate"]
 
 #: What a check returns for a value it refused (it appended the reason to `errors`).
 BAD = object()
 
 Check = Callable[[Any, tuple, list], Any]
 _UNION_TYPES = (typing.Union, types.UnionType)
-_IGNORED = (WithJsonSchema, PlainSerializer, Tag)   # documentation and serialisation only
+_IGNORED = (WithJsonSchema, Tag)   # for the JSON Schema and the union only
 
 
 def validate(cls: type[Record], tree: Any) -> tuple[Any, list[dict]]:
@@ -43,14 +39,6 @@ def validate(cls: type[Record], tree: Any) -> tuple[Any, list[dict]]:
     errors: list[dict] = []
     value = _model_check(cls)(tree, (), errors)
     return (None, errors) if value is BAD else (value, [])
-
-
-def construct(cls: type[Record], data: dict) -> Any:
-    """An instance of `cls` from already valid field values (the model's keys); ValueError otherwise."""
-    value, errors = validate(cls, data)
-    if errors:
-        raise ValueError(f"invalid {cls.__name__}: {errors}")
-    return value
 
 
 # --- errors --------------------------------------------------------------------------------------
@@ -79,26 +67,13 @@ def _raised(exc: Exception, value: Any, loc: tuple, errors: list) -> Any:
 
 # --- compiling a type --------------------------------------------------------------------------
 
-def _flat_metadata(items: list) -> list:
-    """Annotated metadata with each nested `Field(...)` replaced by the constraints it carries."""
-    out: list = []
-    for item in items:
-        if isinstance(item, FieldInfo):
-            out.extend(_flat_metadata(list(item.metadata)))
-        else:
-            out.append(item)
-    return out
-
-
 def _compile(tp: Any, metadata: list) -> Check:
     """A check for values of `tp` carrying `metadata` (Annotated items, outermost last)."""
-    while typing.get_origin(tp) is typing.Annotated:
-        args = typing.get_args(tp)
-        tp, metadata = args[0], list(args[1:]) + list(metadata)
+    tp, metadata = annotated(tp, metadata)
     befores: list[Callable] = []
     plain = discriminator = None
     constraints: dict[str, Any] = {}
-    for item in _flat_metadata(metadata):
+    for item in metadata:
         if isinstance(item, BeforeValidator):
             befores.insert(0, item.func)   # a later one wraps the earlier: it runs first
         elif isinstance(item, PlainValidator):
@@ -285,8 +260,6 @@ def _dict_check(item: Check, min_length: int | None) -> Check:
 # --- classes -----------------------------------------------------------------------------------
 
 _MODEL_CHECKS: dict[type, Check] = {}
-
-
 _COMPILING: set[type] = set()
 
 
@@ -344,8 +317,8 @@ def _compile_model(cls: type[Record]) -> Check:
     # Every field in declaration order (pydantic's order for __dict__); a made default is filled in
     # when the file does not give its field.
     template = {name: (None if default is None else default()) for name, _, _, default in fields}
-    made = [(name, key, default) for name, key, _, default in fields
-            if default is not None and _default_is_made(cls.model_fields[name])]
+    made = [(name, key, default) for name, key, _, default in fields   # a factory's: one per instance
+            if default is not None and cls.model_fields[name].default_factory is not None]
     new, set_attr = cls.__new__, object.__setattr__
 
     def ordered(value: dict, loc: tuple, errors: list) -> None:
@@ -400,16 +373,3 @@ def _compile_model(cls: type[Record]) -> Check:
         return obj
     return check
 
-
-def _default_is_made(info: FieldInfo) -> bool:
-    """Whether each instance needs its own default (a factory's list), not one shared value."""
-    return info.default_factory is not None
-
-
-def replace(obj: Record, updates: dict[str, Any]) -> Any:
-    """`obj` with `updates` (valid values of its fields, private attributes kept), marked as set."""
-    cls = type(obj)
-    new = cls.__new__(cls)
-    object.__setattr__(new, "__dict__", {**obj.__dict__, **updates})
-    object.__setattr__(new, "__fields_set__", obj.__fields_set__ | updates.keys())
-    return new
