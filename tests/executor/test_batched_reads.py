@@ -68,20 +68,24 @@ def test_a_model_the_batched_read_does_not_see_is_read_on_its_own(clock):
     assert all(rs.server_version == "1" for a, rs in state.resources.items() if a.startswith("model["))
 
 
-def test_a_remote_deploy_answered_completed_whose_doc_reads_failed_is_not_reported_done(clock):
-    """On several nodes COMPLETED is the answer of the node that took the request; the doc tells."""
-    fake = FakeCluster(clock)
+def docs_after_deploy(fake: FakeCluster, by_name: dict) -> FakeCluster:
+    """`fake` whose deploy answers as before, then sets the model doc's fields `by_name[its name]`
+    (what another node, or a deploy still running, leaves in the doc)."""
     original = fake.deploy_model
 
-    def fails_elsewhere(model_id, settle=True):
+    def deploy(model_id, settle=True):
         got = original(model_id, settle)
-        if fake.models[model_id]["name"] == "r1":
-            fake.models[model_id]["model_state"] = "DEPLOY_FAILED"
-        if fake.models[model_id]["name"] == "r2":
-            fake.models[model_id].update(model_state="PARTIALLY_DEPLOYED", planning_worker_node_count=2,
-                                         current_worker_node_count=1)
+        fake.models[model_id].update(by_name.get(fake.models[model_id]["name"], {}))
         return got
-    fake.deploy_model = fails_elsewhere
+    fake.deploy_model = deploy
+    return fake
+
+
+def test_a_remote_deploy_answered_completed_whose_doc_reads_failed_is_not_reported_done(clock):
+    """On several nodes COMPLETED is the answer of the node that took the request; the doc tells."""
+    fake = docs_after_deploy(FakeCluster(clock), {
+        "r1": {"model_state": "DEPLOY_FAILED"},
+        "r2": {"model_state": "PARTIALLY_DEPLOYED", "planning_worker_node_count": 2, "current_worker_node_count": 1}})
     res = apply(Plan(STACK, stack_of(3)), fake, ClusterStateStore(fake, clock=clock.time), clock=clock.time,
                 sleep=clock.sleep, request_body=stub_body, credentials={'connector["c1"]': CRED}, parallelism=2)
     assert not res.ok
@@ -93,14 +97,6 @@ def test_a_remote_deploy_answered_completed_whose_doc_reads_failed_is_not_report
 
 
 def test_the_settle_warning_counts_only_the_models_still_deploying(clock):
-    fake = FakeCluster(clock)
-    original = fake.deploy_model
-
-    def stuck_once(model_id, settle=True):
-        got = original(model_id, settle)
-        if fake.models[model_id]["name"] == "r0":
-            fake.models[model_id]["model_state"] = "DEPLOYING"    # never leaves it
-        return got
-    fake.deploy_model = stuck_once
+    fake = docs_after_deploy(FakeCluster(clock), {"r0": {"model_state": "DEPLOYING"}})   # never leaves it
     _, res = applied(clock, 3, 1, fake=fake)
     assert any(w.startswith("1 remote model(s) still read DEPLOYING") for w in res.warnings), res.warnings
