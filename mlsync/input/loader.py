@@ -419,7 +419,6 @@ class _Builder:
         sizes: dict[int, int] = {}
         active: set[int] = set()
         unique = 0
-        deepest = [0, None]
 
         def size(node: Any, depth: int) -> int:
             nonlocal unique
