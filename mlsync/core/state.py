@@ -129,11 +129,7 @@ class StackState:
             rf = doc.child(r, f"resources.{address}")
             resources[address] = ResourceState(
                 address=rf.get("address", str, default=address), kind=rf.get("kind", str), id=rf.get("id", str),
-                server_version=rf.get("server_version", (str, int), None),
-                applied_fingerprint=rf.get("applied_fingerprint", str, None),
-                credential_fingerprint=rf.get("credential_fingerprint", str, None),
-                applied_form=rf.get("applied_form", dict, None), applied_deploy=rf.get("applied_deploy", bool, None),
-                fingerprint_salt=rf.get("fingerprint_salt", str, None))
+                **{key: rf.get(key, read, None) for key, read, _ in _RESOURCE_OPTIONAL})
             if isinstance(resources[address].server_version, int):
                 resources[address].server_version = str(resources[address].server_version)
             rf.done(_RESOURCE_FIELDS)
@@ -215,9 +211,11 @@ def _type_name(value: object) -> str:
 
 _LOCK_FIELDS = frozenset(Lock.__dataclass_fields__)
 _RESOURCE_FIELDS = frozenset(ResourceState.__dataclass_fields__)
-# The optional fields of a resource and the types they may hold (`from_json` checks the same).
-_RESOURCE_OPTIONAL = (("server_version", str), ("applied_fingerprint", str), ("credential_fingerprint", str),
-                      ("applied_form", dict), ("applied_deploy", bool), ("fingerprint_salt", str))
+# The optional fields of a resource: (key, the types read, the type mlsync writes). A server_version
+# may be an int in older states; `from_json` makes it a string.
+_RESOURCE_OPTIONAL = (("server_version", (str, int), str), ("applied_fingerprint", str, str),
+                      ("credential_fingerprint", str, str), ("applied_form", dict, dict),
+                      ("applied_deploy", bool, bool), ("fingerprint_salt", str, str))
 
 
 def _as_stored(r: object) -> Optional[ResourceState]:
@@ -229,9 +227,9 @@ def _as_stored(r: object) -> Optional[ResourceState]:
     address, kind, id_ = r.get("address"), r.get("kind"), r.get("id")
     if type(address) is not str or type(kind) is not str or type(id_) is not str:
         return None
-    for key, kind_of_value in _RESOURCE_OPTIONAL:
+    for key, _, written in _RESOURCE_OPTIONAL:
         value = r.get(key)
-        if value is not None and type(value) is not kind_of_value:
+        if value is not None and type(value) is not written:
             return None
     return ResourceState(**r)
 _JOURNAL_FIELDS = frozenset(JournalEntry.__dataclass_fields__)
