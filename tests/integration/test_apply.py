@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from opensearchpy.exceptions import TransportError
 
 from mlsync import commands as app
 
@@ -161,9 +162,22 @@ def test_remote_deploy_flag_flips_both_ways(tmp_path, opts, artifact_server, uni
     assert os_client.plugins.ml.get_model(model_id=model_id)["model_state"] in ("DEPLOYED", "DEPLOYING")
     f.write_text(_remote_stack(u, u, artifact_server.base_url, deploy=False))
     assert run_apply([f], opts)[0] == 0
-    assert os_client.plugins.ml.get_model(model_id=model_id)["model_state"] == "UNDEPLOYED"
+    state = os_client.plugins.ml.get_model(model_id=model_id)["model_state"]
+    # UNDEPLOYED; once (CI, 2026-12-02) the doc read DEPLOY_FAILED after the undeploy, not diagnosed: the
+    # deploy's own failure landing late on a just-started node is the likely cause. Either way: not serving.
+    assert state in ("UNDEPLOYED", "DEPLOY_FAILED"), (state, _tasks_of(os_client, model_id))
+    with pytest.raises(TransportError) as err:
+        os_client.transport.perform_request("POST", f"/_plugins/_ml/models/{model_id}/_predict",
+                                            body={"parameters": {"input": ["x"]}})
+    assert err.value.status_code == 400 and "not ready" in str(err.value)
     assert not replan([f], opts).plan.has_changes
     destroy([f], opts)
+
+
+def _tasks_of(os_client, model_id: str) -> list:
+    hits = os_client.transport.perform_request("POST", "/_plugins/_ml/tasks/_search", body={
+        "query": {"term": {"model_id": model_id}}, "size": 20})["hits"]["hits"]
+    return [(h["_source"].get("task_type"), h["_source"].get("state"), h["_source"].get("error")) for h in hits]
 
 
 def _saved_plan_of_a_description_change(tmp_path, opts, base_url, u) -> tuple[Path, Path]:
